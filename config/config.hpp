@@ -1,0 +1,104 @@
+// Sluice's configuration: an immutable snapshot parsed from a TOML file.
+//
+// Every key is declared once in the key table (config/keys.hpp); the parser, validation,
+// `--check-config`, SHOW CONFIG and the README reference all come from that table. A Config is
+// built once by parse_config() and then shared read-only as std::shared_ptr<const Config>; reload
+// builds a new one. Pure: no I/O except reading the file in load_config(); any thread.
+// Durations are std::chrono::milliseconds; sizes are byte counts.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/result.hpp"
+
+namespace sluice::config {
+
+using Duration = std::chrono::milliseconds;
+
+enum class AuthType { Trust, Md5, ScramSha256 };
+enum class PoolMode { Session, Transaction };
+
+// A listen address: TCP host:port, or a Unix-socket directory (socket file .s.PGSQL.<port>).
+struct ListenAddress {
+  bool is_unix = false;
+  std::string host;       // TCP: address ("127.0.0.1", "::1", "0.0.0.0", "*")
+  std::uint16_t port = 0; // TCP port, or the port in the Unix socket's file name
+  std::string unix_dir;   // Unix: directory
+  std::string to_string() const;
+};
+
+struct Server {
+  std::string name;
+  std::string host = "127.0.0.1";  // host name, IP, or a directory (starts with '/') for Unix
+  std::uint16_t port = 5432;
+  std::uint32_t max_connections = 100;
+  std::uint32_t max_connect_attempts = 4;    // concurrent connection attempts at most
+  Duration connect_timeout{5000};
+  Duration connect_retry_delay{1000};        // back-off after a failed connect
+};
+
+struct Database {
+  std::string name;     // what clients put in dbname
+  std::string server;   // key into Config::servers
+  std::string dbname;   // backend database name (defaults to `name`)
+  std::string user;     // if set, every client of this database uses this backend user
+  std::string password; // password for `user` towards the backend (plain, md5 or empty)
+  PoolMode pool_mode = PoolMode::Session;
+  std::uint32_t pool_size = 20;
+  std::uint32_t min_pool_size = 0;
+  Duration server_lifetime{3600 * 1000};
+  Duration server_idle_timeout{600 * 1000};
+  std::string server_reset_query = "DISCARD ALL";
+};
+
+struct Config {
+  std::string source;  // path of the file this came from ("" if parsed from a string)
+
+  // [global] keys, top level of the file.
+  std::vector<ListenAddress> listen;
+  AuthType auth_type = AuthType::ScramSha256;
+  std::string auth_file;                  // resolved relative to the config file's directory
+  std::vector<std::string> admin_users;
+  std::vector<std::string> stats_users;
+  std::uint32_t max_client_conn = 10000;
+  Duration client_login_timeout{10000};
+  Duration shutdown_timeout{30000};
+  Duration query_wait_timeout{120000};    // a client waiting for a backend longer gets 53300
+  std::uint32_t max_message_size = 64 * 1024 * 1024;
+  std::uint32_t threads = 0;              // 0 = number of cores
+  std::string log_level = "info";
+  std::uint32_t scram_iterations = 4096;  // for verifiers derived from plain-text secrets
+
+  std::map<std::string, Server> servers;
+  std::map<std::string, Database> databases;
+
+  const Database* find_database(const std::string& name) const;
+};
+
+// One error: where and why. Printed as "FILE:LINE: key: reason" (LINE omitted when unknown).
+struct Diagnostic {
+  std::string file;
+  int line = 0;
+  std::string key;     // dotted path, e.g. "databases.app.pool_size"
+  std::string reason;
+  std::string to_string() const;
+};
+using Diagnostics = std::vector<Diagnostic>;
+
+// Parses and validates TOML text. `source` names the file in diagnostics and anchors relative
+// paths (auth_file). Unknown keys, wrong types, bad durations, out-of-range values and dangling
+// references (a database naming an unknown server) are errors; all errors found are returned.
+Result<Config, Diagnostics> parse_config(const std::string& text, const std::string& source);
+
+// Reads `path` and calls parse_config. A missing/unreadable file is a Diagnostic, not a throw.
+Result<Config, Diagnostics> load_config(const std::string& path);
+
+// Parses "250ms", "30s", "10m", "1h", "2d" (and "0"). Returns nullopt on anything else.
+std::optional<Duration> parse_duration(std::string_view text);
+
+}  // namespace sluice::config
