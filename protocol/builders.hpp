@@ -4,15 +4,15 @@
 // Pure; any thread.
 #pragma once
 
+#include "protocol/framing.hpp"
+#include "protocol/messages.hpp"
+
 #include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include "protocol/framing.hpp"
-#include "protocol/messages.hpp"
 
 namespace sluice::protocol {
 
@@ -28,7 +28,8 @@ class MessageWriter {
   MessageWriter& add_u16(std::uint16_t v);
   MessageWriter& add_u32(std::uint32_t v);
   MessageWriter& add_i32(std::int32_t v);
-  MessageWriter& add_cstring(std::string_view s);  // bytes then a NUL
+  // Bytes then a NUL. A string holding a NUL is cut there, so the message stays well framed.
+  MessageWriter& add_cstring(std::string_view s);
   MessageWriter& add_bytes(std::span<const std::byte> b);
   MessageWriter& add_bytes(std::string_view b);
   void finish();  // patches the int32 length of the message begun last
@@ -49,8 +50,8 @@ struct ErrorInfo {
   Severity severity = Severity::Error;
   std::string_view sqlstate;  // five characters, e.g. "53300"
   std::string_view message;
-  std::string_view detail;    // omitted when empty
-  std::string_view hint;      // omitted when empty
+  std::string_view detail;  // omitted when empty
+  std::string_view hint;    // omitted when empty
 };
 
 // ---- server role (Sluice -> client) ----
@@ -82,7 +83,8 @@ inline constexpr std::uint32_t kOidInt4 = 23;
 inline constexpr std::uint32_t kOidText = 25;
 inline constexpr std::uint32_t kOidFloat8 = 701;
 void build_row_description(Buffer& out, std::span<const Column> columns);
-// A DataRow of text values; std::nullopt-like NULLs are written for `is_null[i]` true.
+// A DataRow of text values; NULL (length -1) is written where `is_null[i]` is true. `is_null` may
+// be shorter than `values` (missing entries are not NULL).
 void build_data_row(Buffer& out, std::span<const std::string_view> values,
                     std::span<const bool> is_null = {});
 
@@ -97,5 +99,6 @@ void build_sync(Buffer& out);
 void build_terminate(Buffer& out);
 void build_cancel_request(Buffer& out, std::uint32_t pid, std::uint32_t secret);
 void build_ssl_request(Buffer& out);
+void build_gss_enc_request(Buffer& out);
 
 }  // namespace sluice::protocol

@@ -30,14 +30,15 @@ enum class DecodeStatus { NeedMore, Ok, Error };
 
 enum class FrameError {
   None,
-  LengthTooShort,    // declared length below 4 (or below the fixed minimum of the packet kind)
-  LengthTooLong,     // declared length above the cap
-  UnknownType,       // type byte not valid for this direction
-  BadStartupCode,    // startup-phase packet with an unknown protocol/request code
+  LengthTooShort,       // declared length below 4 (or below the fixed minimum of the packet kind)
+  LengthTooLong,        // declared length above the cap
+  UnknownType,          // type byte not valid for this direction
+  BadStartupCode,       // startup-phase packet with an unknown protocol/request code
   UnsupportedProtocol,  // a protocol major version other than 3
-  Malformed,         // body does not match the message layout
+  Malformed,            // body does not match the message layout
 };
 
+// A snake_case token ("length_too_long"), usable as a log value and a metric label.
 std::string_view to_string(FrameError e);
 
 // Which side sent the bytes. Frontend = client (or Sluice acting as client towards
@@ -54,7 +55,7 @@ struct Frame {
 
 struct FrameResult {
   DecodeStatus status = DecodeStatus::NeedMore;
-  Frame frame{};                  // valid when status == Ok (header only; body may not be complete)
+  Frame frame{};  // valid when status == Ok (header only; body may not be complete)
   FrameError error = FrameError::None;
 };
 
@@ -78,7 +79,8 @@ struct StartupFrameResult {
 // Peeks at an untyped startup-phase packet. Ok only when the complete packet is present.
 // Length must be 8..kMaxStartupLength; SSLRequest/GSSENCRequest exactly 8; CancelRequest exactly
 // 16; protocol major version must be 3 (minor versions > 0 are accepted here and negotiated by
-// the caller with NegotiateProtocolVersion).
+// the caller with NegotiateProtocolVersion). Errors are reported as soon as the bytes that show
+// them are present (the code is checked once 8 bytes are in), without waiting for the body.
 StartupFrameResult peek_startup(ByteView buf);
 
 // Big-endian helpers (bounds are the caller's responsibility).

@@ -6,13 +6,14 @@
 // Names follow the PostgreSQL protocol documentation ("Message Formats").
 #pragma once
 
+#include "protocol/framing.hpp"
+
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include "protocol/framing.hpp"
 
 namespace sluice::protocol {
 
@@ -28,7 +29,8 @@ inline constexpr char kExecute = 'E';
 inline constexpr char kFlush = 'H';
 inline constexpr char kFunctionCall = 'F';
 inline constexpr char kParse = 'P';
-inline constexpr char kPassword = 'p';  // PasswordMessage, SASLInitialResponse, SASLResponse, GSSResponse
+// PasswordMessage, SASLInitialResponse, SASLResponse and GSSResponse share 'p'.
+inline constexpr char kPassword = 'p';
 inline constexpr char kQuery = 'Q';
 inline constexpr char kSync = 'S';
 inline constexpr char kTerminate = 'X';
@@ -66,6 +68,20 @@ inline constexpr char kRowDescription = 'T';
 // a valid type byte for `dir`. One table per direction is the single source of truth for this and
 // for peek_frame's type check.
 const char* message_name(Direction dir, char type);
+
+// One row of a direction's message table. Lengths are declared-length values (they count the four
+// length bytes, not the type byte): the smallest length the body layout allows, and for
+// fixed-size messages the largest (0: bounded only by the caller's cap). peek_frame enforces both.
+struct MessageType {
+  char type = 0;
+  const char* name = nullptr;
+  std::uint32_t min_length = 4;
+  std::uint32_t max_length = 0;
+};
+// The row for `type`, or nullptr if `type` is not valid for `dir`.
+const MessageType* find_message_type(Direction dir, char type);
+// Every row of `dir`'s table (for tests, fuzzers and diagnostics).
+std::span<const MessageType> message_types(Direction dir);
 
 // Authentication request codes ('R' messages).
 enum class AuthCode : std::uint32_t {
@@ -163,7 +179,8 @@ struct Parse {
 };
 std::optional<Parse> read_parse(ByteView msg);
 
-// Bind ('B'): only the names; the rest of the body is carried as bytes.
+// Bind ('B'): only the names are returned; the rest of the body (formats, values, result formats)
+// is checked for layout and carried as bytes.
 struct BindNames {
   std::string_view portal;
   std::string_view statement;
