@@ -7,14 +7,15 @@
 // Durations are std::chrono::milliseconds; sizes are byte counts.
 #pragma once
 
+#include "config/result.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
-
-#include "config/result.hpp"
 
 namespace sluice::config {
 
@@ -26,9 +27,9 @@ enum class PoolMode { Session, Transaction };
 // A listen address: TCP host:port, or a Unix-socket directory (socket file .s.PGSQL.<port>).
 struct ListenAddress {
   bool is_unix = false;
-  std::string host;       // TCP: address ("127.0.0.1", "::1", "0.0.0.0", "*")
-  std::uint16_t port = 0; // TCP port, or the port in the Unix socket's file name
-  std::string unix_dir;   // Unix: directory
+  std::string host;        // TCP: address ("127.0.0.1", "::1", "0.0.0.0", "*")
+  std::uint16_t port = 0;  // TCP port, or the port in the Unix socket's file name
+  std::string unix_dir;    // Unix: directory
   std::string to_string() const;
 };
 
@@ -37,17 +38,17 @@ struct Server {
   std::string host = "127.0.0.1";  // host name, IP, or a directory (starts with '/') for Unix
   std::uint16_t port = 5432;
   std::uint32_t max_connections = 100;
-  std::uint32_t max_connect_attempts = 4;    // concurrent connection attempts at most
+  std::uint32_t max_connect_attempts = 4;  // concurrent connection attempts at most
   Duration connect_timeout{5000};
-  Duration connect_retry_delay{1000};        // back-off after a failed connect
+  Duration connect_retry_delay{1000};  // back-off after a failed connect
 };
 
 struct Database {
-  std::string name;     // what clients put in dbname
-  std::string server;   // key into Config::servers
-  std::string dbname;   // backend database name (defaults to `name`)
-  std::string user;     // if set, every client of this database uses this backend user
-  std::string password; // password for `user` towards the backend (plain, md5 or empty)
+  std::string name;      // what clients put in dbname
+  std::string server;    // key into Config::servers
+  std::string dbname;    // backend database name (defaults to `name`)
+  std::string user;      // if set, every client of this database uses this backend user
+  std::string password;  // password for `user` towards the backend (plain, md5 or empty)
   PoolMode pool_mode = PoolMode::Session;
   std::uint32_t pool_size = 20;
   std::uint32_t min_pool_size = 0;
@@ -60,17 +61,17 @@ struct Config {
   std::string source;  // path of the file this came from ("" if parsed from a string)
 
   // [global] keys, top level of the file.
-  std::vector<ListenAddress> listen;
+  std::vector<ListenAddress> listen = {ListenAddress{false, "127.0.0.1", 6432, ""}};
   AuthType auth_type = AuthType::ScramSha256;
-  std::string auth_file;                  // resolved relative to the config file's directory
+  std::string auth_file;  // resolved relative to the config file's directory
   std::vector<std::string> admin_users;
   std::vector<std::string> stats_users;
   std::uint32_t max_client_conn = 10000;
   Duration client_login_timeout{10000};
   Duration shutdown_timeout{30000};
-  Duration query_wait_timeout{120000};    // a client waiting for a backend longer gets 53300
+  Duration query_wait_timeout{120000};  // a client waiting for a backend longer gets 53300
   std::uint32_t max_message_size = 64 * 1024 * 1024;
-  std::uint32_t threads = 0;              // 0 = number of cores
+  std::uint32_t threads = 0;  // 0 = number of cores
   std::string log_level = "info";
   std::uint32_t scram_iterations = 4096;  // for verifiers derived from plain-text secrets
 
@@ -84,7 +85,7 @@ struct Config {
 struct Diagnostic {
   std::string file;
   int line = 0;
-  std::string key;     // dotted path, e.g. "databases.app.pool_size"
+  std::string key;  // dotted path, e.g. "databases.app.pool_size"
   std::string reason;
   std::string to_string() const;
 };
@@ -99,6 +100,15 @@ Result<Config, Diagnostics> parse_config(const std::string& text, const std::str
 Result<Config, Diagnostics> load_config(const std::string& path);
 
 // Parses "250ms", "30s", "10m", "1h", "2d" (and "0"). Returns nullopt on anything else.
+// Blanks are allowed between number and unit ("30 s"), nowhere else. Negative numbers, decimals,
+// a missing unit (except for "0") and values above kMaxDuration are rejected.
 std::optional<Duration> parse_duration(std::string_view text);
+
+// The longest accepted duration, 3650 days: deadlines computed as steady_clock::now() + d must not
+// overflow the clock's 64-bit nanosecond count (about 292 years). Use "0" to disable a timeout.
+inline constexpr Duration kMaxDuration{3650LL * 24 * 3600 * 1000};
+
+// The inverse of parse_duration: the largest exact unit ("90s" -> "90s", 3600000ms -> "1h").
+std::string format_duration(Duration d);
 
 }  // namespace sluice::config

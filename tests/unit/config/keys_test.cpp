@@ -1,0 +1,310 @@
+#include "config/keys.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace sluice::config;
+
+namespace {
+
+// The smallest valid file (auth_file set because auth_type defaults to scram-sha-256).
+constexpr const char* kMinimal = "auth_file = \"users.txt\"\n[servers.main]\n[databases.app]\n";
+
+Config parse_ok(const std::string& text) {
+  auto parsed = parse_config(text, "t.toml");
+  if (!parsed) {
+    for (const Diagnostic& d : parsed.error()) UNSCOPED_INFO(d.to_string());
+  }
+  REQUIRE(parsed);
+  return std::move(parsed).value();
+}
+
+// A valid file with `key` set to `value` (TOML text); `line` receives the key's line number.
+// pool_size is raised so that min_pool_size can take its whole range.
+std::string with_key(const KeyInfo& key, const std::string& value, int& line) {
+  const std::string assignment = std::string(key.name) + " = " + value + "\n";
+  std::string text;
+  int lines = 0;
+  const auto add = [&](const std::string& l) {
+    text += l;
+    ++lines;
+  };
+  if (key.section == Section::Global) {
+    add(assignment);
+    line = lines;
+  }
+  if (key.name != "auth_file") add("auth_file = \"users.txt\"\n");
+  add("[servers.main]\n");
+  if (key.section == Section::Server) {
+    add(assignment);
+    line = lines;
+  }
+  add("[databases.app]\n");
+  if (key.name != "pool_size") add("pool_size = 100000\n");
+  if (key.section == Section::Database) {
+    add(assignment);
+    line = lines;
+  }
+  return text;
+}
+
+std::string path_of(const KeyInfo& key) {
+  return key_path(key.section, key.section == Section::Server ? "main" : "app", key.name);
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+TEST_CASE("every key is declared once with a type, a description and a way to store it",
+          "[config]") {
+  std::set<std::string> seen;
+  for (const KeyInfo& key : key_table()) {
+    CAPTURE(key.name);
+    CHECK(seen.insert(path_of(key)).second);
+    CHECK_FALSE(key.description.empty());
+    CHECK(key.description.find('\n') == std::string_view::npos);
+    CHECK(key.apply != nullptr);
+    CHECK(key.show != nullptr);
+    CHECK(find_key(key.section, key.name) == &key);
+    CHECK((key.type == KeyType::Enum) == !key.allowed.empty());
+    if (key.type == KeyType::Integer || key.type == KeyType::Interval) CHECK(key.min <= key.max);
+  }
+  CHECK(seen.size() == 29);
+  CHECK(find_key(Section::Global, "pool_size") == nullptr);
+  CHECK(find_key(Section::Database, "listen") == nullptr);
+}
+
+TEST_CASE("each key's documented default is what a minimal config gets", "[config]") {
+  const Config config = parse_ok(kMinimal);
+  const std::vector<ConfigRow> rows = show_config(config);
+  REQUIRE(rows.size() == key_table().size());
+  for (const ConfigRow& row : rows) {
+    CAPTURE(row.key);
+    if (!row.default_value.empty()) CHECK(row.value == row.default_value);
+  }
+  // The keys without a fixed default.
+  const auto value_of = [&rows](const std::string& key) {
+    const auto it = std::find_if(rows.begin(), rows.end(), [&](auto& r) { return r.key == key; });
+    REQUIRE(it != rows.end());
+    return it->value;
+  };
+  CHECK(value_of("auth_file") == "\"users.txt\"");
+  CHECK(value_of("databases.app.server") == "\"main\"");
+  CHECK(value_of("databases.app.dbname") == "\"app\"");
+}
+
+TEST_CASE("writing every documented default explicitly changes nothing", "[config]") {
+  std::string global = "auth_file = \"users.txt\"\n";
+  std::string server = "[servers.main]\n";
+  std::string database = "[databases.app]\n";
+  for (const KeyInfo& key : key_table()) {
+    if (key.default_text.empty()) continue;
+    const std::string line = std::string(key.name) + " = " + std::string(key.default_text) + "\n";
+    (key.section == Section::Global   ? global
+     : key.section == Section::Server ? server
+                                      : database) += line;
+  }
+  const Config implicit = parse_ok(kMinimal);
+  const Config explicit_defaults = parse_ok(global + server + database);
+  CHECK(diff_configs(implicit, explicit_defaults).empty());
+}
+
+TEST_CASE("every key rejects a value of the wrong type at its line", "[config]") {
+  for (const KeyInfo& key : key_table()) {
+    CAPTURE(key.name);
+    // A TOML type no key accepts in place of the one it expects.
+    const bool wants_integer = key.type == KeyType::Integer;
+    int line = 0;
+    const auto parsed =
+        parse_config(with_key(key, wants_integer ? "\"1\"" : "true", line), "t.toml");
+    REQUIRE_FALSE(parsed);
+    std::string expected = "expected ";
+    switch (key.type) {
+      case KeyType::Integer:
+        expected += "integer, got string";
+        break;
+      case KeyType::Interval:
+        expected += "duration string, got bool";
+        break;
+      case KeyType::StringList:
+        expected += "array of strings, got bool";
+        break;
+      case KeyType::Bool:
+        expected += "bool, got bool";
+        break;  // no bool key yet
+      case KeyType::String:
+      case KeyType::Enum:
+        expected += "string, got bool";
+        break;
+    }
+    const std::string message =
+        "t.toml:" + std::to_string(line) + ": " + path_of(key) + ": " + expected;
+    const auto& errors = parsed.error();
+    CHECK(std::any_of(errors.begin(), errors.end(),
+                      [&](const Diagnostic& d) { return d.to_string() == message; }));
+  }
+}
+
+TEST_CASE("every integer key accepts its bounds and rejects one beyond them", "[config]") {
+  for (const KeyInfo& key : key_table()) {
+    if (key.type != KeyType::Integer) continue;
+    CAPTURE(key.name);
+    int line = 0;
+    CHECK(parse_config(with_key(key, std::to_string(key.min), line), "t.toml"));
+    CHECK(parse_config(with_key(key, std::to_string(key.max), line), "t.toml"));
+    for (const std::int64_t bad : {key.min - 1, key.max + 1}) {
+      const auto parsed = parse_config(with_key(key, std::to_string(bad), line), "t.toml");
+      REQUIRE_FALSE(parsed);
+      CHECK(parsed.error().at(0).to_string() ==
+            "t.toml:" + std::to_string(line) + ": " + path_of(key) + ": must be between " +
+                std::to_string(key.min) + " and " + std::to_string(key.max) + ", got " +
+                std::to_string(bad));
+    }
+  }
+}
+
+TEST_CASE("every enum key accepts its listed values and nothing else", "[config]") {
+  for (const KeyInfo& key : key_table()) {
+    if (key.type != KeyType::Enum) continue;
+    CAPTURE(key.name);
+    int line = 0;
+    for (const std::string_view value : key.allowed) {
+      const auto parsed =
+          parse_config(with_key(key, "\"" + std::string(value) + "\"", line), "t.toml");
+      REQUIRE(parsed);
+      const auto rows = show_config(*parsed);
+      const auto row = std::find_if(rows.begin(), rows.end(),
+                                    [&](const ConfigRow& r) { return r.key == path_of(key); });
+      REQUIRE(row != rows.end());
+      CHECK(row->value == "\"" + std::string(value) + "\"");
+    }
+    const auto parsed = parse_config(with_key(key, "\"Bogus\"", line), "t.toml");
+    REQUIRE_FALSE(parsed);
+    CHECK(parsed.error().at(0).reason.starts_with("must be one of "));
+    CHECK(parsed.error().at(0).line == line);
+  }
+}
+
+TEST_CASE("SHOW CONFIG rows cover every key of every section", "[config]") {
+  const Config config = parse_ok(R"(auth_type = "trust"
+[servers.a]
+port = 6000
+[servers.b]
+[databases.x]
+server = "a"
+[databases.y]
+server = "b"
+pool_size = 7
+)");
+  const std::vector<ConfigRow> rows = show_config(config);
+  std::size_t global = 0, server = 0, database = 0;
+  for (const KeyInfo& key : key_table()) {
+    (key.section == Section::Global   ? global
+     : key.section == Section::Server ? server
+                                      : database)++;
+  }
+  CHECK(rows.size() == global + 2 * server + 2 * database);
+  const auto find = [&rows](const std::string& key) {
+    return std::find_if(rows.begin(), rows.end(), [&](const ConfigRow& r) { return r.key == key; });
+  };
+  REQUIRE(find("servers.a.port") != rows.end());
+  CHECK(find("servers.a.port")->value == "6000");
+  CHECK(find("servers.a.port")->default_value == "5432");
+  CHECK_FALSE(find("servers.a.port")->reloadable);
+  CHECK(find("databases.y.pool_size")->value == "7");
+  CHECK(find("databases.y.pool_size")->reloadable);
+  CHECK(find("auth_type")->value == "\"trust\"");
+  CHECK(find("listen")->value == "[\"127.0.0.1:6432\"]");
+}
+
+TEST_CASE("the reload diff lists changed keys and sections with their reloadability", "[config]") {
+  const Config before = parse_ok(R"(auth_type = "trust"
+threads = 2
+[servers.main]
+[servers.old]
+[databases.app]
+server = "main"
+pool_size = 10
+)");
+  const Config after = parse_ok(R"(auth_type = "trust"
+threads = 4
+[servers.main]
+[databases.app]
+pool_size = 30
+server_reset_query = "RESET ALL"
+[databases.reports]
+)");
+  const std::vector<ConfigChange> changes = diff_configs(before, after);
+  std::vector<std::string> lines;
+  for (const ConfigChange& c : changes) {
+    lines.push_back(c.key + " " + c.old_value + " -> " + c.new_value +
+                    (c.reloadable ? "" : " (restart)"));
+  }
+  CHECK(lines == std::vector<std::string>{
+                     "servers.old [servers.old] -> ",
+                     "databases.reports  -> [databases.reports]",
+                     "threads 2 -> 4 (restart)",
+                     "databases.app.pool_size 10 -> 30",
+                     "databases.app.server_reset_query \"DISCARD ALL\" -> \"RESET ALL\"",
+                 });
+  CHECK(diff_configs(after, after).empty());
+}
+
+TEST_CASE("show renders strings as TOML that parses back to the same value", "[config]") {
+  const Config config = parse_ok(
+      "auth_type = \"trust\"\n[servers.main]\n[databases.app]\n"
+      "server_reset_query = \"SELECT '\\\"x\\\"\\\\\\t\\u0001'\"\n");
+  const std::string shown = show_config(config).back().value;
+  CHECK(shown == R"("SELECT '\"x\"\\\t\u0001'")");
+  const Config again = parse_ok(
+      "auth_type = \"trust\"\n[servers.main]\n[databases.app]\n"
+      "server_reset_query = " +
+      shown + "\n");
+  CHECK(again.databases.at("app").server_reset_query ==
+        config.databases.at("app").server_reset_query);
+}
+
+TEST_CASE("the reference has one table row per key with type, default and reloadability",
+          "[config]") {
+  const std::string reference = render_reference_markdown();
+  for (const KeyInfo& key : key_table()) {
+    CAPTURE(key.name);
+    CHECK(reference.find("| `" + std::string(key.name) + "` | ") != std::string::npos);
+  }
+  CHECK(reference.find("| `pool_size` | integer, 1..100000 | `20` | yes | ") != std::string::npos);
+  CHECK(reference.find("| `max_message_size` | integer (bytes), 1024..1073741824 | `67108864` "
+                       "| yes | ") != std::string::npos);
+  CHECK(reference.find("| `auth_type` | enum: `trust`, `md5`, `scram-sha-256` | "
+                       "`\"scram-sha-256\"` | yes | ") != std::string::npos);
+  CHECK(reference.find("| `auth_file` | string | (none) | yes | ") != std::string::npos);
+  CHECK(reference.find("| `connect_timeout` | duration, at least 1ms | `\"5s\"` | yes | ") !=
+        std::string::npos);
+  const auto rows = std::count(reference.begin(), reference.end(), '\n');
+  CHECK(static_cast<std::size_t>(rows) ==
+        key_table().size() + 2 + 3 * 4 + 2);  // preface, sections, gaps
+}
+
+TEST_CASE("README.md carries the generated config reference verbatim", "[config]") {
+  constexpr std::string_view kBegin = "<!-- config-reference:begin -->\n";
+  constexpr std::string_view kEnd = "<!-- config-reference:end -->";
+  const std::string readme = read_file(std::string(SLUICE_SOURCE_DIR) + "/README.md");
+  const std::size_t begin = readme.find(kBegin);
+  REQUIRE(begin != std::string::npos);
+  const std::size_t start = begin + kBegin.size();
+  const std::size_t end = readme.find(kEnd, start);
+  REQUIRE(end != std::string::npos);
+  INFO("regenerate the text between the markers with `sluice --print-config-reference`");
+  CHECK(readme.substr(start, end - start) == render_reference_markdown());
+}
