@@ -1,0 +1,96 @@
+// ClientSession: one client connection, from its first byte to its close.
+//
+// run() reads like a numbered lifecycle (Odyssey's client routine):
+//   1. startup: SSLRequest/GSSENCRequest answered 'N', CancelRequest forwarded, StartupMessage read
+//   2. admission of the connection: max_client_conn, shutdown
+//   3. authentication (trust, md5, SCRAM-SHA-256) against the auth file
+//   4. database lookup, pool, slot, backend; parameter sync; welcome (ParameterStatus,
+//      BackendKeyData issued by Sluice, ReadyForQuery)
+//   5. relay until the client leaves or the backend fails (session pooling)
+//   6. cleanup: reset query, backend back to the pool or closed, slot released
+//
+// The session lives on the executor of the thread that accepted it; terminate() may be called
+// from any thread and posts to that executor.
+#pragma once
+
+#include "protocol/builders.hpp"
+#include "src/asio_prelude.hpp"
+#include "src/backend.hpp"
+#include "src/pool_manager.hpp"
+#include "src/wire.hpp"
+
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace sluice {
+
+class Runtime;
+struct UserSecret;
+
+class ClientSession : public std::enable_shared_from_this<ClientSession> {
+ public:
+  ClientSession(Runtime& rt, Socket socket, std::string peer);
+  ~ClientSession();
+
+  awaitable<void> run();
+  // Ends the session with a FATAL error (sent when the client is at a message boundary).
+  void terminate(std::string sqlstate, std::string message);
+  std::uint32_t id() const { return key_pid_; }
+
+ private:
+  struct LoginResult;
+  awaitable<bool> read_startup();
+  awaitable<void> handle_cancel_request(protocol::ByteView msg);
+  awaitable<bool> authenticate();
+  awaitable<bool> auth_password(const UserSecret* secret, bool md5);
+  awaitable<bool> auth_scram(const UserSecret* secret);
+  awaitable<std::optional<std::size_t>> read_client_message(char expected_type);
+  awaitable<bool> attach_backend();
+  awaitable<bool> sync_parameters();
+  awaitable<void> relay();
+  awaitable<void> client_to_backend();
+  awaitable<void> backend_to_client();
+  awaitable<void> cleanup();
+
+  awaitable<void> send_fatal(std::string_view sqlstate, std::string_view message,
+                             std::string_view detail = {});
+  awaitable<void> auth_failed();
+  BackendCredentials backend_credentials() const;
+
+  Runtime& rt_;
+  Socket client_;
+  std::string peer_;
+  ReadBuffer in_;  // client bytes (startup phase and relay)
+  protocol::Buffer out_;
+  std::uint32_t key_pid_ = 0;
+  std::uint32_t key_secret_ = 0;
+  bool counted_ = false;
+
+  // From the StartupMessage.
+  std::string user_;
+  std::string database_;
+  Params client_params_;  // settable parameters the client asked for, in order
+  std::string app_name_;
+
+  // Learned during authentication (SCRAM passthrough).
+  std::optional<auth::Key> scram_client_key_;
+  std::optional<auth::Key> scram_server_key_;
+
+  Pool* pool_ = nullptr;
+  Lease lease_;
+  std::shared_ptr<Backend> backend_;
+
+  // Relay state (this executor only).
+  std::uint32_t pending_syncs_ = 0;   // Query/Sync/FunctionCall sent, ReadyForQuery not yet seen
+  bool unsynced_extended_ = false;    // extended-protocol messages sent since the last Sync
+  bool backend_mid_message_ = false;  // backend->client stopped inside a message
+  bool client_mid_message_ = false;   // client->backend stopped inside a message
+  bool backend_failed_ = false;
+  bool client_terminated_ = false;  // client sent Terminate
+  bool backend_pump_done_ = false;
+  std::optional<asio::steady_timer> pump_done_;
+  std::optional<std::pair<std::string, std::string>> terminate_reason_;
+};
+
+}  // namespace sluice

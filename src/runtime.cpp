@@ -1,0 +1,212 @@
+#include "src/runtime.hpp"
+
+#include "src/client_session.hpp"
+#include "src/log.hpp"
+
+#include <csignal>
+#include <filesystem>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace sluice {
+namespace {
+
+// Completion handler for every detached coroutine: 1.74's `detached` would drop the exception.
+auto log_exception(const char* where) {
+  return [where](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      log::main().error("escaped_exception where={} what=\"{}\"", where, ex.what());
+    }
+  };
+}
+
+std::shared_ptr<Acceptor> bind_listener(asio::io_context& ctx, const config::ListenAddress& a) {
+  Endpoint ep;
+  if (a.is_unix) {
+    std::string path = a.unix_dir + "/.s.PGSQL." + std::to_string(a.port);
+    std::error_code ignored;
+    std::filesystem::remove(path, ignored);  // a stale socket from a previous run
+    ep = asio::local::stream_protocol::endpoint(path);
+  } else {
+    std::string host = (a.host.empty() || a.host == "*") ? "0.0.0.0" : a.host;
+    ep = asio::ip::tcp::endpoint(asio::ip::make_address(host), a.port);
+  }
+  auto acceptor = std::make_shared<Acceptor>(ctx);
+  acceptor->open(ep.protocol());
+  if (!a.is_unix) acceptor->set_option(asio::socket_base::reuse_address(true));
+  acceptor->bind(ep);
+  acceptor->listen(asio::socket_base::max_listen_connections);
+  if (a.is_unix) {
+    std::string path = a.unix_dir + "/.s.PGSQL." + std::to_string(a.port);
+    ::chmod(path.c_str(), 0777);  // access is controlled by authentication, as in PostgreSQL
+  }
+  return acceptor;
+}
+
+std::string describe_peer(const Socket& s) {
+  error_code ec;
+  Endpoint ep = s.remote_endpoint(ec);
+  if (ec) return "?";
+  if (ep.protocol().family() == AF_UNIX) return "unix";
+  if (ep.protocol().family() == AF_INET || ep.protocol().family() == AF_INET6) {
+    asio::ip::tcp::endpoint tcp;
+    tcp.resize(ep.size());
+    std::memcpy(tcp.data(), ep.data(), ep.size());
+    return tcp.address().to_string() + ":" + std::to_string(tcp.port());
+  }
+  return "?";
+}
+
+}  // namespace
+
+Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::shared_ptr<const AuthStore> auth)
+    : config_(std::move(cfg)),
+      auth_(std::move(auth)),
+      pools_(std::make_unique<PoolManager>(*config_)) {
+  std::size_t threads = config_->threads;
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  for (std::size_t i = 0; i < threads; ++i) {
+    contexts_.push_back(std::make_unique<asio::io_context>(1));
+  }
+}
+
+Runtime::~Runtime() = default;
+
+int Runtime::run() {
+  asio::io_context& main_ctx = *contexts_[0];
+  for (const auto& a : config_->listen) {
+    acceptors_.push_back(bind_listener(main_ctx, a));
+    log::main().info("listening address={}", a.to_string());
+  }
+  for (auto& acceptor : acceptors_) {
+    asio::co_spawn(main_ctx, accept_loop(acceptor), log_exception("accept_loop"));
+  }
+  asio::co_spawn(main_ctx, maintenance_loop(), log_exception("maintenance_loop"));
+
+  signals_ = std::make_unique<asio::signal_set>(main_ctx, SIGINT, SIGTERM, SIGHUP);
+  wait_for_signal();
+
+  log::main().info("sluice_started version={} threads={} servers={} databases={}", SLUICE_VERSION,
+                   contexts_.size(), config_->servers.size(), config_->databases.size());
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < contexts_.size(); ++i) {
+    threads.emplace_back([ctx = contexts_[i].get()] {
+      auto guard = asio::make_work_guard(*ctx);
+      ctx->run();
+    });
+  }
+  {
+    auto guard = asio::make_work_guard(main_ctx);
+    main_ctx.run();
+  }
+  for (auto& ctx : contexts_) ctx->stop();
+  for (auto& t : threads) t.join();
+  log::main().info("sluice_stopped");
+  return 0;
+}
+
+awaitable<void> Runtime::accept_loop(std::shared_ptr<Acceptor> acceptor) {
+  for (;;) {
+    asio::io_context& target = *contexts_[next_context_++ % contexts_.size()];
+    error_code ec;
+    Socket socket = co_await acceptor->async_accept(target, ec_token(ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
+      // Out of file descriptors or similar: back off briefly instead of spinning.
+      log::main().warn("accept_failed reason=\"{}\"", ec.message());
+      asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
+      co_await t.async_wait(ec_token(ec));
+      continue;
+    }
+    std::string peer = describe_peer(socket);
+    auto session = std::make_shared<ClientSession>(*this, std::move(socket), std::move(peer));
+    asio::co_spawn(
+        target, [session]() -> awaitable<void> { co_await session->run(); },
+        log_exception("client_session"));
+  }
+}
+
+awaitable<void> Runtime::maintenance_loop() {
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer timer(ex);
+  while (!draining_) {
+    timer.expires_after(std::chrono::seconds(1));
+    error_code ec;
+    co_await timer.async_wait(ec_token(ec));
+    pools_->maintain(ex, config()->max_message_size);
+  }
+}
+
+void Runtime::wait_for_signal() {
+  signals_->async_wait([this](error_code ec, int signo) {
+    if (ec) return;
+    on_signal(signo);
+    if (signals_) wait_for_signal();
+  });
+}
+
+void Runtime::on_signal(int signo) {
+  if (signo == SIGHUP) {
+    log::main().warn("reload_not_supported reason=\"reload arrives with the operations work\"");
+    return;
+  }
+  if (signo == SIGINT || draining_) {
+    log::main().info("shutdown mode=immediate");
+    stop_all();
+    return;
+  }
+  begin_drain();
+}
+
+void Runtime::begin_drain() {
+  draining_ = true;
+  for (auto& a : acceptors_) {
+    error_code ignored;
+    a->close(ignored);
+  }
+  auto timeout = config()->shutdown_timeout;
+  log::main().info("shutdown mode=drain clients={} timeout_ms={}", clients.load(), timeout.count());
+  drain_deadline_ = std::chrono::steady_clock::now() + timeout;
+  drain_timer_ = std::make_unique<asio::steady_timer>(*contexts_[0]);
+  drain_timer_->expires_after(std::chrono::milliseconds(0));
+  drain_timer_->async_wait([this](error_code ec) { drain_tick(ec); });
+}
+
+// Polls while draining: exits as soon as the last client leaves, or closes the rest at the
+// deadline with 57P01 (as PostgreSQL's fast shutdown does).
+void Runtime::drain_tick(error_code ec) {
+  if (ec) return;
+  if (cancels_.size() == 0) {
+    stop_all();
+    return;
+  }
+  if (std::chrono::steady_clock::now() >= drain_deadline_) {
+    log::main().info("shutdown_timeout_reached clients={}", cancels_.size());
+    for (auto& s : cancels_.sessions()) {
+      s->terminate("57P01", "terminating connection due to administrator command");
+    }
+    pools_->close_all();
+    drain_timer_->expires_after(std::chrono::milliseconds(500));
+    drain_timer_->async_wait([this](error_code e) {
+      if (!e) stop_all();
+    });
+    return;
+  }
+  drain_timer_->expires_after(std::chrono::milliseconds(50));
+  drain_timer_->async_wait([this](error_code e) { drain_tick(e); });
+}
+
+void Runtime::stop_all() {
+  for (auto& a : acceptors_) {
+    error_code ignored;
+    a->close(ignored);
+  }
+  pools_->close_all();
+  signals_.reset();
+  for (auto& ctx : contexts_) ctx->stop();
+}
+
+}  // namespace sluice

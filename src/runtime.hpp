@@ -1,0 +1,62 @@
+// Runtime: the process-wide wiring. It owns one io_context per thread (sessions are pinned to the
+// thread that accepted them, so the relay never crosses threads), the listeners, the signal
+// handling, the shared PoolManager and CancelRegistry, and the current config and auth snapshots.
+//
+// Threads: run() starts `threads` event-loop threads and returns when the process should exit.
+// Accessors are safe from any thread.
+#pragma once
+
+#include "config/config.hpp"
+#include "src/asio_prelude.hpp"
+#include "src/auth_store.hpp"
+#include "src/cancel_registry.hpp"
+#include "src/pool_manager.hpp"
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace sluice {
+
+class Runtime {
+ public:
+  Runtime(std::shared_ptr<const config::Config> cfg, std::shared_ptr<const AuthStore> auth);
+  ~Runtime();
+
+  // Binds the listeners (throws on failure), runs until shutdown, returns the exit code.
+  int run();
+
+  std::shared_ptr<const config::Config> config() const { return std::atomic_load(&config_); }
+  std::shared_ptr<const AuthStore> auth() const { return std::atomic_load(&auth_); }
+  PoolManager& pools() { return *pools_; }
+  CancelRegistry& cancels() { return cancels_; }
+  bool draining() const { return draining_.load(); }
+
+  // Client connections currently open (all phases); used for max_client_conn.
+  std::atomic<std::uint32_t> clients{0};
+
+ private:
+  awaitable<void> accept_loop(std::shared_ptr<Acceptor> acceptor);
+  awaitable<void> maintenance_loop();
+  void wait_for_signal();
+  void on_signal(int signo);
+  void begin_drain();
+  void drain_tick(error_code ec);
+  void stop_all();
+
+  std::shared_ptr<const config::Config> config_;
+  std::shared_ptr<const AuthStore> auth_;
+  std::vector<std::unique_ptr<asio::io_context>> contexts_;
+  std::vector<std::shared_ptr<Acceptor>> acceptors_;
+  std::unique_ptr<PoolManager> pools_;
+  CancelRegistry cancels_;
+  std::atomic<bool> draining_{false};
+  std::atomic<std::size_t> next_context_{0};
+  std::unique_ptr<asio::signal_set> signals_;
+  std::unique_ptr<asio::steady_timer> drain_timer_;
+  std::chrono::steady_clock::time_point drain_deadline_{};
+};
+
+}  // namespace sluice

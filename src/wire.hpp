@@ -1,0 +1,93 @@
+// Small socket helpers shared by client sessions and backend connections: a read buffer that
+// keeps unconsumed bytes at its front, whole-message reads for the startup and authentication
+// phases (where messages are small and every one is inspected), and whole-buffer writes.
+// Each object is owned by one connection and used from that connection's executor only.
+#pragma once
+
+#include "protocol/builders.hpp"
+#include "protocol/framing.hpp"
+#include "src/asio_prelude.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace sluice {
+
+class ReadBuffer {
+ public:
+  explicit ReadBuffer(std::size_t capacity = 0) : data_(capacity) {}
+  protocol::ByteView view() const { return {data_.data() + begin_, end_ - begin_}; }
+  std::size_t size() const { return end_ - begin_; }
+  bool empty() const { return begin_ == end_; }
+  void consume(std::size_t n) {
+    begin_ += n;
+    if (begin_ == end_) begin_ = end_ = 0;
+  }
+  // Makes room for at least `n` more bytes after the unconsumed ones (moves them to the front).
+  void reserve_tail(std::size_t n);
+  asio::mutable_buffer tail() { return asio::buffer(data_.data() + end_, data_.size() - end_); }
+  void commit(std::size_t n) { end_ += n; }
+  std::size_t capacity() const { return data_.size(); }
+  void release_memory() {
+    if (empty()) std::vector<std::byte>().swap(data_), begin_ = end_ = 0;
+  }
+
+ private:
+  std::vector<std::byte> data_;
+  std::size_t begin_ = 0;
+  std::size_t end_ = 0;
+};
+
+// Reads until `buf` holds at least `want` unconsumed bytes. Returns false on EOF or error (`ec`).
+awaitable<bool> read_at_least(Socket& s, ReadBuffer& buf, std::size_t want, error_code& ec);
+
+// Reads one whole typed message (header and body) into `buf`; on success returns its size (the
+// message is buf.view().first(size)). On a framing error returns nullopt with `err` set; on EOF or
+// an I/O error returns nullopt with `ec` set.
+awaitable<std::optional<std::size_t>> read_message(Socket& s, ReadBuffer& buf,
+                                                   protocol::Direction dir,
+                                                   std::uint32_t max_length,
+                                                   protocol::FrameError& err, error_code& ec);
+
+awaitable<bool> write_all(Socket& s, const protocol::Buffer& out, error_code& ec);
+
+// Closes a socket if a deadline passes first. The timer's handler holds only a shared flag, so it
+// is safe whichever of the two (I/O or timer) finishes first.
+class Deadline {
+ public:
+  Deadline(const asio::any_io_executor& ex, Socket& socket, std::chrono::milliseconds timeout)
+      : timer_(ex), state_(std::make_shared<State>(State{&socket, false})) {
+    if (timeout.count() <= 0) return;  // "0" disables a timeout in Sluice's config
+    timer_.expires_after(timeout);
+    timer_.async_wait([state = state_](error_code ec) {
+      if (ec || state->socket == nullptr) return;
+      state->fired = true;
+      error_code ignored;
+      state->socket->close(ignored);
+    });
+  }
+  ~Deadline() {
+    state_->socket = nullptr;
+    timer_.cancel();
+  }
+  Deadline(const Deadline&) = delete;
+  Deadline& operator=(const Deadline&) = delete;
+  bool fired() const { return state_->fired; }
+
+ private:
+  struct State {
+    Socket* socket;
+    bool fired;
+  };
+  asio::steady_timer timer_;
+  std::shared_ptr<State> state_;
+};
+
+// Sets TCP_NODELAY when the socket is TCP (ignored for Unix-domain sockets).
+void set_nodelay(Socket& s);
+
+}  // namespace sluice
