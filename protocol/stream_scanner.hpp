@@ -37,8 +37,11 @@ class StreamScanner {
   // `inspect[type]` true means the caller wants messages of that type whole.
   using InspectSet = std::array<bool, 256>;
 
-  StreamScanner(Direction dir, std::uint32_t max_length, const InspectSet& inspect)
-      : dir_(dir), max_length_(max_length), inspect_(&inspect) {}
+  // Inspected messages longer than `inspect_max` bytes are streamed as headers instead, so a
+  // huge message never has to fit in the buffer.
+  StreamScanner(Direction dir, std::uint32_t max_length, const InspectSet& inspect,
+                std::size_t inspect_max = SIZE_MAX)
+      : dir_(dir), max_length_(max_length), inspect_(&inspect), inspect_max_(inspect_max) {}
 
   // Looks at `buf` (the unconsumed bytes) and says what its front is. The caller must consume
   // exactly `n` bytes for Header/Body/Message before calling again.
@@ -55,7 +58,7 @@ class StreamScanner {
       return ScanStep{.kind = ScanStep::Kind::Error, .error = r.error};
     }
     const std::size_t size = r.frame.size();
-    if ((*inspect_)[static_cast<unsigned char>(r.frame.type)]) {
+    if ((*inspect_)[static_cast<unsigned char>(r.frame.type)] && size <= inspect_max_) {
       if (buf.size() < size) return ScanStep{.kind = ScanStep::Kind::NeedMore, .frame = r.frame};
       return ScanStep{.kind = ScanStep::Kind::Message, .n = size, .frame = r.frame};
     }
@@ -71,6 +74,7 @@ class StreamScanner {
   Direction dir_;
   std::uint32_t max_length_;
   const InspectSet* inspect_;
+  std::size_t inspect_max_;
   std::size_t remaining_ = 0;
 };
 

@@ -4,6 +4,7 @@
 #include "src/auth/md5.hpp"
 #include "src/log.hpp"
 
+#include <cctype>
 #include <sys/socket.h>
 
 namespace sluice {
@@ -112,11 +113,45 @@ std::optional<BackendError> answer_auth(const pr::Authentication& a, const Backe
 
 }  // namespace
 
-std::optional<std::string> Backend::known_value(const std::string& name) const {
-  if (auto it = reported.find(name); it != reported.end()) return it->second;
-  for (const auto& [k, v] : startup) {
-    if (k == name) return v;
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
   }
+  return true;
+}
+
+std::string* find_param(Params& params, std::string_view name) {
+  for (auto& [k, v] : params) {
+    if (iequals(k, name)) return &v;
+  }
+  return nullptr;
+}
+
+const std::string* find_param(const Params& params, std::string_view name) {
+  for (const auto& [k, v] : params) {
+    if (iequals(k, name)) return &v;
+  }
+  return nullptr;
+}
+
+void set_param(Params& params, std::string_view name, std::string_view value) {
+  if (std::string* v = find_param(params, name)) {
+    *v = value;
+  } else {
+    params.emplace_back(std::string(name), std::string(value));
+  }
+}
+
+std::optional<std::string> Backend::known_value(std::string_view name) const {
+  for (const auto& [k, v] : reported) {
+    if (iequals(k, name)) return v;
+  }
+  if (const std::string* v = find_param(applied, name)) return *v;
+  if (const std::string* v = find_param(startup, name)) return *v;
   return std::nullopt;
 }
 
@@ -208,6 +243,7 @@ awaitable<std::optional<BackendError>> connect_backend(Backend& b, const config:
         break;
       case pr::be::kReadyForQuery:
         b.tx = pr::read_ready_for_query(msg).value_or(pr::TxStatus::Idle);
+        b.defaults = b.reported;
         b.buf.consume(*size);
         co_return std::nullopt;
       default:  // NoticeResponse, NegotiateProtocolVersion: nothing to do

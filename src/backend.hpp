@@ -55,13 +55,15 @@ class Backend {
   std::uint32_t pid = 0;
   std::uint32_t secret = 0;
   std::map<std::string, std::string> reported;  // latest ParameterStatus values
+  std::map<std::string, std::string> defaults;  // ParameterStatus values right after login
   Params startup;                               // parameters it was started with
+  Params applied;  // unreported parameters Sluice has SET on it since its last reset
   protocol::TxStatus tx = protocol::TxStatus::Idle;
   std::chrono::steady_clock::time_point created{};
 
   // The value a parameter has on this backend now, as far as Sluice can know: the reported value,
-  // else the value it was started with (what RESET/DISCARD ALL returns it to), else nullopt.
-  std::optional<std::string> known_value(const std::string& name) const;
+  // else the value Sluice applied or started it with, else nullopt. Names are case-insensitive.
+  std::optional<std::string> known_value(std::string_view name) const;
   // True if the connection is idle and silent: no unread bytes and no EOF (one MSG_PEEK recv).
   bool idle_and_quiet();
   void close();
@@ -84,6 +86,12 @@ awaitable<std::optional<BackendError>> run_internal_query(Backend& b, const std:
 // Writes a CancelRequest for (pid, secret) to `target` on a fresh connection and closes it.
 awaitable<void> send_cancel_request(asio::any_io_executor ex, Endpoint target, std::uint32_t pid,
                                     std::uint32_t secret);
+
+// Case-insensitive lookup and update of a parameter list (GUC names are case-insensitive).
+std::string* find_param(Params& params, std::string_view name);
+const std::string* find_param(const Params& params, std::string_view name);
+void set_param(Params& params, std::string_view name, std::string_view value);
+bool iequals(std::string_view a, std::string_view b);
 
 // Quotes a SQL literal ('...' with quotes doubled) and an identifier ("..." with quotes doubled).
 std::string quote_literal(std::string_view s);

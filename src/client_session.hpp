@@ -14,6 +14,7 @@
 #pragma once
 
 #include "protocol/builders.hpp"
+#include "protocol/session_features.hpp"
 #include "src/asio_prelude.hpp"
 #include "src/backend.hpp"
 #include "src/pool_manager.hpp"
@@ -46,10 +47,16 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   awaitable<bool> auth_password(const UserSecret* secret, bool md5);
   awaitable<bool> auth_scram(const UserSecret* secret);
   awaitable<std::optional<std::size_t>> read_client_message(char expected_type);
-  awaitable<bool> attach_backend();
-  awaitable<bool> sync_parameters();
+  awaitable<bool> login_attach();
+  awaitable<bool> acquire_backend(bool login);
+  void detach_backend();
+  awaitable<bool> sync_parameters(bool login);
+  void pin(protocol::SessionFeature why);
+  void inspect_client_message(protocol::ByteView msg, bool complete);
+  void count_client_message(char type);
+  bool can_detach() const;
+  void start_backend_pump();
   awaitable<void> relay();
-  awaitable<void> client_to_backend();
   awaitable<void> backend_to_client();
   awaitable<void> cleanup();
 
@@ -70,7 +77,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // From the StartupMessage.
   std::string user_;
   std::string database_;
-  Params client_params_;  // settable parameters the client asked for, in order
+  // Parameters the client expects: its startup values until login, then every settable
+  // parameter as the server spells it, kept up to date from ParameterStatus.
+  Params client_params_;
   std::string app_name_;
 
   // Learned during authentication (SCRAM passthrough).
@@ -78,8 +87,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::optional<auth::Key> scram_server_key_;
 
   Pool* pool_ = nullptr;
+  bool tx_mode_ = false;  // transaction pooling for this client's database
+  bool pinned_ = false;   // uses session state: keeps its backend until it leaves
   Lease lease_;
-  std::shared_ptr<Backend> backend_;
+  std::shared_ptr<Backend> backend_;  // attached backend, if any
 
   // Relay state (this executor only).
   std::uint32_t pending_syncs_ = 0;   // Query/Sync/FunctionCall sent, ReadyForQuery not yet seen
@@ -88,8 +99,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool client_mid_message_ = false;   // client->backend stopped inside a message
   bool backend_failed_ = false;
   bool client_terminated_ = false;  // client sent Terminate
-  bool backend_pump_done_ = false;
-  std::optional<asio::steady_timer> pump_done_;
+  bool writing_to_backend_ = false;
+  bool backend_pump_running_ = false;
+  std::optional<asio::steady_timer> pump_done_;  // cancelled when the backend pump ends
   std::optional<std::pair<std::string, std::string>> terminate_reason_;
 };
 

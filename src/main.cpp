@@ -11,6 +11,8 @@
 #include "src/log.hpp"
 #include "src/runtime.hpp"
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -39,13 +41,6 @@ std::optional<Loaded> load(const std::string& path) {
   if (!cfg) {
     print_diagnostics(cfg.error());
     return std::nullopt;
-  }
-  for (const auto& [name, db] : cfg->databases) {
-    if (db.pool_mode == sluice::config::PoolMode::Transaction) {
-      std::cerr << path << ": databases." << name
-                << ".pool_mode: transaction pooling is not available in this version\n";
-      return std::nullopt;
-    }
   }
   sluice::config::AuthFile users;
   if (!cfg->auth_file.empty()) {
@@ -89,8 +84,14 @@ int main(int argc, char** argv) {
   }
   sluice::log::init_logging(loaded->config->log_level);
   try {
-    sluice::Runtime runtime(loaded->config, loaded->auth);
-    return runtime.run();
+    // The runtime is never destroyed: once run() returns, every client has been answered or
+    // closed, and tearing down event loops whose pending operations reference sockets of other
+    // loops would only risk a hang or a crash on the way out. The kernel closes what is left.
+    auto* runtime = new sluice::Runtime(loaded->config, loaded->auth);
+    int code = runtime->run();
+    spdlog::shutdown();
+    std::fflush(nullptr);
+    std::_Exit(code);
   } catch (const std::exception& e) {
     sluice::log::main().critical("startup_failed reason=\"{}\"", e.what());
     spdlog::shutdown();

@@ -1,0 +1,487 @@
+// ClientSession, stages 4 to 6: attaching backends, relaying, and cleaning up. Session pooling
+// attaches one backend at login and keeps it; transaction pooling attaches a backend when the
+// client sends its first message of a transaction and gives it back at the ReadyForQuery that
+// leaves nothing outstanding (status idle, no Sync or Query unanswered, no extended-protocol
+// message waiting for its Sync, no message half-sent in either direction).
+#include "protocol/messages.hpp"
+#include "protocol/session_features.hpp"
+#include "protocol/stream_scanner.hpp"
+#include "src/auth/md5.hpp"
+#include "src/client_session.hpp"
+#include "src/log.hpp"
+#include "src/runtime.hpp"
+
+namespace sluice {
+
+namespace pr = protocol;
+
+namespace {
+
+constexpr std::size_t kRelayChunk = 32 * 1024;
+// Query and Parse messages up to this size are inspected whole for session-state features;
+// beyond it only their first bytes are (a bulk INSERT need not be buffered whole).
+constexpr std::size_t kInspectMax = 64 * 1024;
+
+const pr::StreamScanner::InspectSet kClientInspectSession =
+    pr::make_inspect_set(pr::fe::kTerminate);
+const pr::StreamScanner::InspectSet kClientInspectTransaction =
+    pr::make_inspect_set(pr::fe::kTerminate, pr::fe::kQuery, pr::fe::kParse);
+const pr::StreamScanner::InspectSet kBackendInspect =
+    pr::make_inspect_set(pr::be::kReadyForQuery, pr::be::kParameterStatus);
+
+// Reported parameters a client cannot change; never part of parameter sync.
+bool is_settable(std::string_view name) {
+  for (std::string_view fixed : {"server_version", "server_encoding", "integer_datetimes",
+                                 "is_superuser", "in_hot_standby", "session_authorization"}) {
+    if (iequals(fixed, name)) return false;
+  }
+  return true;
+}
+
+std::string_view text_of(pr::ByteView v) {
+  return {reinterpret_cast<const char*>(v.data()), v.size()};
+}
+
+}  // namespace
+
+// ---- 4. backend ------------------------------------------------------------------------------
+
+BackendCredentials ClientSession::backend_credentials() const {
+  auto cfg = rt_.config();
+  auto store = rt_.auth();
+  const config::Database* db = cfg->find_database(database_);
+  BackendCredentials c;
+  auto from_secret = [&c](const UserSecret* s) {
+    if (s == nullptr) return;
+    if (s->kind == UserSecret::Kind::Plain) c.password = s->text;
+    if (s->kind == UserSecret::Kind::Md5) c.md5_secret = s->text;
+  };
+  if (db != nullptr && !db->user.empty()) {
+    c.user = db->user;
+    if (auth::is_md5_secret(db->password)) {
+      c.md5_secret = db->password;
+    } else if (!db->password.empty()) {
+      c.password = db->password;
+    } else {
+      from_secret(store->find(db->user));
+    }
+    return c;
+  }
+  c.user = user_;
+  from_secret(store->find(user_));
+  if (scram_client_key_ && scram_server_key_) {
+    c.scram_client_key = scram_client_key_;
+    c.scram_server_key = scram_server_key_;
+  }
+  return c;
+}
+
+awaitable<bool> ClientSession::login_attach() {
+  auto cfg = rt_.config();
+  const config::Database* db = cfg->find_database(database_);
+  if (db == nullptr) {
+    log::session().info("login_failed reason=unknown_database peer={} user={} db={}", peer_, user_,
+                        database_);
+    co_await send_fatal("3D000", "database \"" + database_ + "\" does not exist");
+    co_return false;
+  }
+  tx_mode_ = db->pool_mode == config::PoolMode::Transaction;
+  BackendCredentials creds = backend_credentials();
+  pool_ = &rt_.pools().pool_for(*db, creds.user);
+  bool can_login =
+      creds.password || creds.md5_secret || (creds.scram_client_key && creds.scram_server_key);
+  if (can_login) rt_.pools().learn_credentials(*pool_, creds);
+
+  // Both modes take a backend now: the client must see the server's ParameterStatus values, with
+  // its own settings applied, before its first ReadyForQuery.
+  if (!co_await acquire_backend(true)) co_return false;
+  pr::Buffer out;
+  for (const auto& [name, value] : backend_->reported) pr::build_parameter_status(out, name, value);
+  pr::build_backend_key_data(out, key_pid_, key_secret_);
+  pr::build_ready_for_query(out, pr::TxStatus::Idle);
+  error_code ec;
+  if (!co_await write_all(client_, out, ec)) co_return false;
+  if (tx_mode_) detach_backend();
+  co_return true;
+}
+
+awaitable<bool> ClientSession::acquire_backend(bool login) {
+  auto cfg = rt_.config();
+  auto acquired = co_await rt_.pools().acquire(*pool_, cfg->query_wait_timeout);
+  if (auto* failure = std::get_if<PoolManager::AcquireFailure>(&acquired)) {
+    switch (*failure) {
+      case PoolManager::AcquireFailure::Closed:
+        co_await send_fatal("57P01", "sluice: the pooler is shutting down");
+        break;
+      case PoolManager::AcquireFailure::QueueFull:
+        co_await send_fatal("53300", "sluice: too many clients waiting for a backend connection");
+        break;
+      case PoolManager::AcquireFailure::TimedOut:
+        co_await send_fatal("53300", "sluice: no backend connection became free in time",
+                            "query_wait_timeout passed while waiting in the queue");
+        break;
+    }
+    co_return false;
+  }
+  lease_ = std::move(std::get<Lease>(acquired));
+
+  auto checked = co_await rt_.pools().checkout(*pool_, {}, cfg->max_message_size);
+  if (auto* err = std::get_if<BackendError>(&checked)) {
+    lease_.reset();
+    co_await send_fatal(err->sqlstate, err->message, err->detail);
+    co_return false;
+  }
+  backend_ = std::move(std::get<std::shared_ptr<Backend>>(checked));
+  pending_syncs_ = 0;
+  unsynced_extended_ = false;
+  backend_mid_message_ = false;
+  backend_failed_ = false;
+  if (!co_await sync_parameters(login)) co_return false;
+  if (backend_->remote) {
+    rt_.cancels().set_target(key_pid_,
+                             CancelTarget{*backend_->remote, backend_->pid, backend_->secret});
+  }
+  co_return true;
+}
+
+void ClientSession::detach_backend() {
+  rt_.cancels().set_target(key_pid_, std::nullopt);
+  backend_->buf.release_memory();
+  rt_.pools().checkin(*pool_, std::move(backend_), true);
+  backend_.reset();
+  lease_.reset();
+}
+
+// Brings the backend's parameters in line with what this client expects. At login the client
+// expects the server's defaults overlaid with its startup parameters; later, the values it has
+// seen (client_params_, kept up to date from ParameterStatus). One pipelined query of SET and
+// RESET statements; nothing when the backend already matches, which is the common case.
+awaitable<bool> ClientSession::sync_parameters(bool login) {
+  Backend& b = *backend_;
+  Params desired;
+  if (login) {
+    for (const auto& [name, value] : b.defaults) {
+      if (is_settable(name)) desired.emplace_back(name, value);
+    }
+    for (const auto& [name, value] : client_params_) set_param(desired, name, value);
+  } else {
+    desired = client_params_;
+  }
+  std::string sql;
+  for (const auto& [name, value] : desired) {
+    if (!is_settable(name) || b.known_value(name) == value) continue;
+    sql += "SET " + quote_ident(name) + " TO " + quote_literal(value) + ";";
+    if (!pr::is_reported_parameter(name)) set_param(b.applied, name, value);
+  }
+  for (auto it = b.applied.begin(); it != b.applied.end();) {
+    if (find_param(desired, it->first) == nullptr) {
+      sql += "RESET " + quote_ident(it->first) + ";";
+      it = b.applied.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (!sql.empty()) {
+    auto err = co_await run_internal_query(b, sql, rt_.config()->max_message_size);
+    if (err) {
+      backend_failed_ = true;  // its settings are now unknown: never reuse it
+      co_await send_fatal(err->sqlstate, err->message, err->detail);
+      co_return false;
+    }
+  }
+  if (login) {
+    // From now on the client's expectations are complete and in the server's spelling.
+    Params settled;
+    for (const auto& [name, value] : b.reported) {
+      if (is_settable(name)) settled.emplace_back(name, value);
+    }
+    for (const auto& [name, value] : desired) {
+      if (!pr::is_reported_parameter(name)) set_param(settled, name, value);
+    }
+    client_params_ = std::move(settled);
+  }
+  co_return true;
+}
+
+void ClientSession::pin(pr::SessionFeature why) {
+  if (!tx_mode_ || pinned_) return;
+  pinned_ = true;
+  log::session().info("client_pinned session={} reason={} db={} user={}", key_pid_,
+                      pr::to_string(why), database_, user_);
+}
+
+void ClientSession::inspect_client_message(pr::ByteView msg, bool complete) {
+  if (!tx_mode_ || pinned_) return;
+  char type = static_cast<char>(msg[0]);
+  if (type == pr::fe::kQuery) {
+    // A partial Query (longer than kInspectMax) is checked on the bytes present.
+    std::string_view sql = complete ? pr::read_query(msg).value_or("") : text_of(msg.subspan(5));
+    pr::SessionFeature f = pr::detect_session_feature(sql);
+    if (f != pr::SessionFeature::None) pin(f);
+  } else if (type == pr::fe::kParse) {
+    auto parse = complete ? pr::read_parse(msg) : std::nullopt;
+    if (!parse) {
+      pin(pr::SessionFeature::NamedStatement);  // too large to look at: be safe
+      return;
+    }
+    if (!parse->statement.empty()) {
+      pin(pr::SessionFeature::NamedStatement);
+      return;
+    }
+    pr::SessionFeature f = pr::detect_session_feature(parse->query);
+    if (f != pr::SessionFeature::None) pin(f);
+  }
+}
+
+void ClientSession::count_client_message(char type) {
+  switch (type) {
+    case pr::fe::kQuery:
+    case pr::fe::kFunctionCall:
+      ++pending_syncs_;
+      break;
+    case pr::fe::kSync:
+      ++pending_syncs_;
+      unsynced_extended_ = false;
+      break;
+    case pr::fe::kParse:
+    case pr::fe::kBind:
+    case pr::fe::kDescribe:
+    case pr::fe::kExecute:
+    case pr::fe::kClose:
+    case pr::fe::kFlush:
+      unsynced_extended_ = true;
+      break;
+    default:
+      break;
+  }
+}
+
+bool ClientSession::can_detach() const {
+  return tx_mode_ && !pinned_ && backend_ && !backend_failed_ && pending_syncs_ == 0 &&
+         !unsynced_extended_ && !client_mid_message_ && !writing_to_backend_ &&
+         !backend_mid_message_ && backend_->buf.empty() && backend_->tx == pr::TxStatus::Idle;
+}
+
+// ---- 5. relay --------------------------------------------------------------------------------
+
+void ClientSession::start_backend_pump() {
+  backend_pump_running_ = true;
+  pump_done_->expires_at(asio::steady_timer::time_point::max());
+  asio::co_spawn(client_.get_executor(), backend_to_client(),
+                 [self = shared_from_this()](std::exception_ptr e) {
+                   if (e) {
+                     log::session().error("session_exception session={} where=backend_to_client",
+                                          self->key_pid_);
+                     self->backend_failed_ = true;
+                     error_code ignored;
+                     self->client_.cancel(ignored);
+                   }
+                   self->backend_pump_running_ = false;
+                   self->pump_done_->cancel();
+                 });
+}
+
+awaitable<void> ClientSession::relay() {
+  auto cfg = rt_.config();
+  pump_done_.emplace(client_.get_executor());
+  if (backend_) start_backend_pump();
+  pr::StreamScanner scanner(pr::Direction::Frontend, cfg->max_message_size,
+                            tx_mode_ ? kClientInspectTransaction : kClientInspectSession,
+                            kInspectMax);
+  error_code ec;
+  std::size_t need = 0;  // size of an inspected message whose start is buffered
+  for (;;) {
+    in_.reserve_tail(std::max(kRelayChunk, need));
+    need = 0;
+    std::size_t n = co_await client_.async_read_some(in_.tail(), ec_token(ec));
+    if (ec) break;
+    in_.commit(n);
+    pr::ByteView view = in_.view();
+    std::size_t fwd = 0;
+    bool stop = false;
+    bool framing_lost = false;
+    while (!stop) {
+      pr::ScanStep step = scanner.next(view.subspan(fwd));
+      if (step.kind == pr::ScanStep::Kind::NeedMore) {
+        // Room for a whole inspected message is made after the forwarded bytes are consumed:
+        // growing the buffer now would move the bytes `view` points at.
+        need = step.frame.size();
+        break;
+      }
+      switch (step.kind) {
+        case pr::ScanStep::Kind::Error:
+          log::session().info("client_protocol_error session={} error={}", key_pid_,
+                              pr::to_string(step.error));
+          if (!terminate_reason_) terminate_reason_.emplace("08P01", "invalid message framing");
+          framing_lost = true;
+          stop = true;
+          break;
+        case pr::ScanStep::Kind::Message:
+          if (step.frame.type == pr::fe::kTerminate) {
+            client_terminated_ = true;
+            stop = true;
+            break;
+          }
+          inspect_client_message(view.subspan(fwd, step.n), true);
+          count_client_message(step.frame.type);
+          fwd += step.n;
+          break;
+        case pr::ScanStep::Kind::Header:
+          if (step.frame.type == pr::fe::kQuery || step.frame.type == pr::fe::kParse) {
+            inspect_client_message(view.subspan(fwd, step.n), false);
+          }
+          count_client_message(step.frame.type);
+          fwd += step.n;
+          break;
+        default:
+          fwd += step.n;
+          break;
+      }
+    }
+    // Bytes of a message are forwarded but not all of it: the backend is waiting for the rest.
+    client_mid_message_ = framing_lost || scanner.in_body();
+    if (fwd > 0) {
+      if (!backend_) {
+        if (!co_await acquire_backend(false)) {
+          stop = true;
+          fwd = 0;
+        } else {
+          start_backend_pump();
+        }
+      }
+      if (fwd > 0) {
+        writing_to_backend_ = true;
+        co_await asio::async_write(backend_->socket, asio::buffer(view.data(), fwd), ec_token(ec));
+        writing_to_backend_ = false;
+        if (ec) {
+          backend_failed_ = true;
+          break;
+        }
+        in_.consume(fwd);
+      }
+    }
+    if (stop || backend_failed_) break;
+    if (!backend_ && in_.empty()) in_.release_memory();
+  }
+  client_mid_message_ =
+      client_mid_message_ || scanner.in_body() || (!client_terminated_ && !in_.empty());
+  if (backend_pump_running_) {
+    // The client is done (Terminate, EOF or error): stop reading from the backend and wait for
+    // the pump to notice.
+    if (backend_) backend_->socket.cancel(ec);
+    co_await pump_done_->async_wait(ec_token(ec));
+  }
+}
+
+awaitable<void> ClientSession::backend_to_client() {
+  const std::uint32_t max_message = rt_.config()->max_message_size;
+  pr::StreamScanner scanner(pr::Direction::Backend, max_message, kBackendInspect);
+  Backend& b = *backend_;
+  ReadBuffer& in = b.buf;
+  error_code ec;
+  bool client_gone = false;
+  std::size_t need = 0;
+  for (;;) {
+    in.reserve_tail(std::max(kRelayChunk, need));
+    need = 0;
+    std::size_t n = co_await b.socket.async_read_some(in.tail(), ec_token(ec));
+    if (ec) break;
+    in.commit(n);
+    pr::ByteView view = in.view();
+    std::size_t fwd = 0;
+    bool framing_lost = false;
+    for (;;) {
+      pr::ScanStep step = scanner.next(view.subspan(fwd));
+      if (step.kind == pr::ScanStep::Kind::NeedMore) {
+        need = step.frame.size();  // see relay(): grow only after consuming
+        break;
+      }
+      if (step.kind == pr::ScanStep::Kind::Error) {
+        log::session().error("backend_protocol_error session={} error={}", key_pid_,
+                             pr::to_string(step.error));
+        framing_lost = true;
+        break;
+      }
+      if (step.kind == pr::ScanStep::Kind::Message) {
+        pr::ByteView msg = view.subspan(fwd, step.n);
+        if (step.frame.type == pr::be::kReadyForQuery) {
+          b.tx = pr::read_ready_for_query(msg).value_or(pr::TxStatus::Failed);
+          if (pending_syncs_ > 0) --pending_syncs_;
+        } else if (auto p = pr::read_parameter_status(msg)) {
+          b.reported[std::string(p->name)] = std::string(p->value);
+          if (is_settable(p->name)) set_param(client_params_, p->name, p->value);
+        }
+      }
+      fwd += step.n;
+    }
+    if (fwd > 0) {
+      co_await asio::async_write(client_, asio::buffer(view.data(), fwd), ec_token(ec));
+      in.consume(fwd);
+      if (ec) {
+        client_gone = true;
+        break;
+      }
+    }
+    backend_mid_message_ = scanner.in_body() || !in.empty();
+    if (framing_lost) {
+      backend_failed_ = true;
+      break;
+    }
+    if (can_detach()) {
+      detach_backend();  // `b` is no longer ours: return without touching it
+      co_return;
+    }
+  }
+  backend_mid_message_ = backend_mid_message_ || scanner.in_body() || !in.empty();
+  if (ec && ec != asio::error::operation_aborted && !client_gone) {
+    backend_failed_ = true;  // EOF or reset: the server ended the connection
+  }
+  if (backend_failed_ || client_gone) {
+    // Wake the client pump: the session cannot go on.
+    error_code ignored;
+    client_.cancel(ignored);
+  }
+}
+
+// ---- 6. cleanup ------------------------------------------------------------------------------
+
+awaitable<void> ClientSession::cleanup() {
+  auto cfg = rt_.config();
+  auto ex = co_await asio::this_coro::executor;
+  if (key_pid_ != 0) rt_.cancels().set_target(key_pid_, std::nullopt);
+  if (backend_) {
+    bool reusable = !backend_failed_ && !backend_mid_message_ && !client_mid_message_ &&
+                    pending_syncs_ == 0 && !unsynced_extended_ &&
+                    backend_->tx == pr::TxStatus::Idle && backend_->socket.is_open();
+    const std::string& reset = pool_->db.server_reset_query;
+    // Transaction pooling hands backends on without a reset; session state only exists on
+    // backends of session pooling or of pinned clients.
+    if (reusable && !reset.empty() && (!tx_mode_ || pinned_)) {
+      Deadline deadline(ex, backend_->socket, std::chrono::seconds(5));
+      auto err = co_await run_internal_query(*backend_, reset, cfg->max_message_size);
+      if (err || deadline.fired() || backend_->tx != pr::TxStatus::Idle) {
+        log::session().warn("backend_reset_failed session={} pid={}", key_pid_, backend_->pid);
+        reusable = false;
+      }
+      backend_->applied.clear();
+    }
+    if (pending_syncs_ > 0 && !backend_failed_ && backend_->remote) {
+      // The client left with a query still running: cancel it so the server stops working for
+      // nobody (closing the socket alone is noticed only when the server next writes).
+      asio::co_spawn(ex,
+                     send_cancel_request(ex, *backend_->remote, backend_->pid, backend_->secret),
+                     [](std::exception_ptr) {});
+    }
+    backend_->buf.release_memory();
+    rt_.pools().checkin(*pool_, std::move(backend_), reusable);
+  }
+  lease_.reset();
+  if (terminate_reason_ && client_.is_open() && !backend_mid_message_) {
+    co_await send_fatal(terminate_reason_->first, terminate_reason_->second);
+  }
+  error_code ignored;
+  client_.shutdown(Socket::shutdown_both, ignored);
+  client_.close(ignored);
+}
+
+}  // namespace sluice
