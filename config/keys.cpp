@@ -222,6 +222,11 @@ constexpr KeyInfo kKeys[] = {
   {S::Global, "scram_iterations", T::Integer, "4096", "", kReload,
    "PBKDF2 iterations of the SCRAM verifiers derived from plain-text secrets",
    {}, 1, 10000000, set<&Config::scram_iterations>, show<&Config::scram_iterations>},
+  {S::Global, "max_prepared_statements", T::Integer, "256", "", kReload,
+   "Named prepared statements kept per backend connection under transaction pooling (least "
+   "recently used closed first); 0: no limit",
+   {}, 0, 1000000, set<&Config::max_prepared_statements>,
+   show<&Config::max_prepared_statements>},
 
   // ---- [servers.NAME]: one PostgreSQL server, one capacity domain ----
   {S::Server, "host", T::String, R"("127.0.0.1")", "", kRestart,
@@ -258,7 +263,8 @@ constexpr KeyInfo kKeys[] = {
    "Password of `user` towards the server (plain text or md5 hash); empty: from `auth_file`",
    {}, 0, 0, set<&Database::password>, show<&Database::password>},
   {S::Database, "pool_mode", T::Enum, R"("session")", "", kRestart,
-   "`session`: a client keeps one backend until it disconnects; `transaction`: reserved",
+   "`session`: a client keeps one backend until it disconnects; `transaction`: a backend is "
+   "held from the first message of a transaction to the ReadyForQuery that ends it",
    kPoolModes, 0, 0, set_pool_mode, show_pool_mode},
   {S::Database, "pool_size", T::Integer, "20", "", kReload,
    "Most backend connections per (database, user) pool",

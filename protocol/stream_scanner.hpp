@@ -39,9 +39,15 @@ class StreamScanner {
 
   // Inspected messages longer than `inspect_max` bytes are streamed as headers instead, so a
   // huge message never has to fit in the buffer.
+  // A streamed message is reported only once its first `min_prefix` bytes (or all of it, if
+  // shorter) are buffered, so a caller can rewrite the fields at its front.
   StreamScanner(Direction dir, std::uint32_t max_length, const InspectSet& inspect,
-                std::size_t inspect_max = SIZE_MAX)
-      : dir_(dir), max_length_(max_length), inspect_(&inspect), inspect_max_(inspect_max) {}
+                std::size_t inspect_max = SIZE_MAX, std::size_t min_prefix = 0)
+      : dir_(dir),
+        max_length_(max_length),
+        inspect_(&inspect),
+        inspect_max_(inspect_max),
+        min_prefix_(min_prefix) {}
 
   // Looks at `buf` (the unconsumed bytes) and says what its front is. The caller must consume
   // exactly `n` bytes for Header/Body/Message before calling again.
@@ -62,6 +68,8 @@ class StreamScanner {
       if (buf.size() < size) return ScanStep{.kind = ScanStep::Kind::NeedMore, .frame = r.frame};
       return ScanStep{.kind = ScanStep::Kind::Message, .n = size, .frame = r.frame};
     }
+    const std::size_t prefix = size < min_prefix_ ? size : min_prefix_;
+    if (buf.size() < prefix) return ScanStep{.kind = ScanStep::Kind::NeedMore, .frame = r.frame};
     std::size_t n = buf.size() < size ? buf.size() : size;
     remaining_ = size - n;
     return ScanStep{.kind = ScanStep::Kind::Header, .n = n, .frame = r.frame};
@@ -75,6 +83,7 @@ class StreamScanner {
   std::uint32_t max_length_;
   const InspectSet* inspect_;
   std::size_t inspect_max_;
+  std::size_t min_prefix_;
   std::size_t remaining_ = 0;
 };
 

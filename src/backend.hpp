@@ -11,6 +11,7 @@
 #include "config/config.hpp"
 #include "pools/backend_book.hpp"
 #include "protocol/messages.hpp"
+#include "protocol/statements.hpp"
 #include "src/asio_prelude.hpp"
 #include "src/auth/scram.hpp"
 #include "src/wire.hpp"
@@ -58,6 +59,8 @@ class Backend {
   std::map<std::string, std::string> defaults;  // ParameterStatus values right after login
   Params startup;                               // parameters it was started with
   Params applied;  // unreported parameters Sluice has SET on it since its last reset
+  // Named statements prepared on it (transaction pooling); bound set by the session using it.
+  protocol::BackendStatementCache statements{0};
   protocol::TxStatus tx = protocol::TxStatus::Idle;
   std::chrono::steady_clock::time_point created{};
 

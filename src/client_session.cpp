@@ -20,7 +20,10 @@ constexpr std::uint32_t kMaxAuthMessage = 8192;
 }  // namespace
 
 ClientSession::ClientSession(Runtime& rt, Socket socket, std::string peer)
-    : rt_(rt), client_(std::move(socket)), peer_(std::move(peer)) {}
+    : rt_(rt),
+      client_(std::move(socket)),
+      peer_(std::move(peer)),
+      statements_(&statement_backend_name) {}
 
 ClientSession::~ClientSession() {
   if (key_pid_ != 0) rt_.cancels().remove(key_pid_);

@@ -15,6 +15,8 @@
 
 #include "protocol/builders.hpp"
 #include "protocol/session_features.hpp"
+#include "protocol/statements.hpp"
+#include "protocol/stream_scanner.hpp"
 #include "src/asio_prelude.hpp"
 #include "src/backend.hpp"
 #include "src/pool_manager.hpp"
@@ -28,6 +30,10 @@ namespace sluice {
 
 class Runtime;
 struct UserSecret;
+
+// The backend name of a prepared-statement definition: "sluice_" and 32 hex digits of its
+// SHA-256, so that no client can make its statement collide with another's.
+std::string statement_backend_name(std::string_view body);
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
@@ -54,6 +60,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void pin(protocol::SessionFeature why);
   void inspect_client_message(protocol::ByteView msg, bool complete);
   void count_client_message(char type);
+  bool rewrite_client_message(protocol::ByteView view, const protocol::ScanStep& step,
+                              std::size_t at, std::size_t& run_start);
+  void add_input_piece(std::size_t from, std::size_t to);
+  const std::vector<asio::const_buffer>& gather(protocol::ByteView input);
   bool can_detach() const;
   void start_backend_pump();
   awaitable<void> relay();
@@ -91,6 +101,19 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool pinned_ = false;   // uses session state: keeps its backend until it leaves
   Lease lease_;
   std::shared_ptr<Backend> backend_;  // attached backend, if any
+  // Transaction pooling: this client's named statements, and the edits to the attached backend's
+  // ParseComplete/CloseComplete responses that rewriting them requires.
+  protocol::StatementMapper statements_;
+  protocol::ResponseEdits edits_;
+  // One batch of output assembled from input bytes and rewritten messages.
+  struct Piece {
+    bool scratch = false;  // bytes of scratch_ (else of the input buffer)
+    std::size_t offset = 0;
+    std::size_t size = 0;
+  };
+  std::vector<Piece> pieces_;
+  protocol::Buffer scratch_;
+  std::vector<asio::const_buffer> gather_;
 
   // Relay state (this executor only).
   std::uint32_t pending_syncs_ = 0;   // Query/Sync/FunctionCall sent, ReadyForQuery not yet seen

@@ -11,6 +11,10 @@
 #include "src/log.hpp"
 #include "src/runtime.hpp"
 
+#include <openssl/sha.h>
+
+#include <algorithm>
+
 namespace sluice {
 
 namespace pr = protocol;
@@ -24,10 +28,18 @@ constexpr std::size_t kInspectMax = 64 * 1024;
 
 const pr::StreamScanner::InspectSet kClientInspectSession =
     pr::make_inspect_set(pr::fe::kTerminate);
+// Transaction pooling looks at every message that names a prepared statement, whole when it is
+// at most kInspectMaxTransaction long, else at its first kMinPrefix bytes (a long Bind).
+constexpr std::size_t kInspectMaxTransaction = 1024 * 1024;
+constexpr std::size_t kMinPrefix = 1024;
 const pr::StreamScanner::InspectSet kClientInspectTransaction =
-    pr::make_inspect_set(pr::fe::kTerminate, pr::fe::kQuery, pr::fe::kParse);
+    pr::make_inspect_set(pr::fe::kTerminate, pr::fe::kQuery, pr::fe::kParse, pr::fe::kBind,
+                         pr::fe::kDescribe, pr::fe::kClose);
 const pr::StreamScanner::InspectSet kBackendInspect =
     pr::make_inspect_set(pr::be::kReadyForQuery, pr::be::kParameterStatus);
+const pr::StreamScanner::InspectSet kBackendInspectTransaction =
+    pr::make_inspect_set(pr::be::kReadyForQuery, pr::be::kParameterStatus, pr::be::kParseComplete,
+                         pr::be::kCloseComplete, pr::be::kErrorResponse);
 
 // Reported parameters a client cannot change; never part of parameter sync.
 bool is_settable(std::string_view name) {
@@ -43,6 +55,18 @@ std::string_view text_of(pr::ByteView v) {
 }
 
 }  // namespace
+
+std::string statement_backend_name(std::string_view body) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string name = "sluice_";
+  for (int i = 0; i < 16; ++i) {
+    name += kHex[digest[i] >> 4];
+    name += kHex[digest[i] & 0xf];
+  }
+  return name;
+}
 
 // ---- 4. backend ------------------------------------------------------------------------------
 
@@ -132,6 +156,8 @@ awaitable<bool> ClientSession::acquire_backend(bool login) {
     co_return false;
   }
   backend_ = std::move(std::get<std::shared_ptr<Backend>>(checked));
+  backend_->statements.set_capacity(cfg->max_prepared_statements);
+  edits_.clear();
   pending_syncs_ = 0;
   unsynced_extended_ = false;
   backend_mid_message_ = false;
@@ -220,14 +246,7 @@ void ClientSession::inspect_client_message(pr::ByteView msg, bool complete) {
     if (f != pr::SessionFeature::None) pin(f);
   } else if (type == pr::fe::kParse) {
     auto parse = complete ? pr::read_parse(msg) : std::nullopt;
-    if (!parse) {
-      pin(pr::SessionFeature::NamedStatement);  // too large to look at: be safe
-      return;
-    }
-    if (!parse->statement.empty()) {
-      pin(pr::SessionFeature::NamedStatement);
-      return;
-    }
+    if (!parse) return;  // named statements are rewritten, not pinned; a huge one is refused
     pr::SessionFeature f = pr::detect_session_feature(parse->query);
     if (f != pr::SessionFeature::None) pin(f);
   }
@@ -238,9 +257,11 @@ void ClientSession::count_client_message(char type) {
     case pr::fe::kQuery:
     case pr::fe::kFunctionCall:
       ++pending_syncs_;
+      edits_.group_sent();
       break;
     case pr::fe::kSync:
       ++pending_syncs_;
+      edits_.group_sent();
       unsynced_extended_ = false;
       break;
     case pr::fe::kParse:
@@ -259,7 +280,8 @@ void ClientSession::count_client_message(char type) {
 bool ClientSession::can_detach() const {
   return tx_mode_ && !pinned_ && backend_ && !backend_failed_ && pending_syncs_ == 0 &&
          !unsynced_extended_ && !client_mid_message_ && !writing_to_backend_ &&
-         !backend_mid_message_ && backend_->buf.empty() && backend_->tx == pr::TxStatus::Idle;
+         !backend_mid_message_ && backend_->buf.empty() && backend_->tx == pr::TxStatus::Idle &&
+         edits_.empty();
 }
 
 // ---- 5. relay --------------------------------------------------------------------------------
@@ -281,15 +303,64 @@ void ClientSession::start_backend_pump() {
                  });
 }
 
+void ClientSession::add_input_piece(std::size_t from, std::size_t to) {
+  if (to > from) pieces_.push_back(Piece{.scratch = false, .offset = from, .size = to - from});
+}
+
+const std::vector<asio::const_buffer>& ClientSession::gather(pr::ByteView input) {
+  gather_.clear();
+  for (const Piece& p : pieces_) {
+    const std::byte* base = p.scratch ? scratch_.data() : input.data();
+    gather_.emplace_back(base + p.offset, p.size);
+  }
+  return gather_;
+}
+
+// Transaction pooling: Parse, Bind, Describe, Close and DEALLOCATE are rewritten for the attached
+// backend (statement names). Returns false on a malformed message. Adds the output pieces for
+// the message at `at` and moves `run_start` past it when it was replaced.
+bool ClientSession::rewrite_client_message(pr::ByteView view, const pr::ScanStep& step,
+                                           std::size_t at, std::size_t& run_start) {
+  const char type = step.frame.type;
+  const std::size_t before = scratch_.size();
+  pr::StatementMapper::Outcome outcome;
+  std::size_t replaced = step.n;
+  if (step.kind == pr::ScanStep::Kind::Message) {
+    outcome = statements_.rewrite(view.subspan(at, step.n), backend_->statements, edits_, scratch_);
+  } else if (type == pr::fe::kBind) {
+    outcome = statements_.rewrite_bind_prefix(view.subspan(at, step.n), step.frame.length,
+                                              backend_->statements, edits_, scratch_, replaced);
+  } else if (type == pr::fe::kParse) {
+    // Too long to buffer whole: an unnamed Parse still needs its response accounted for; a
+    // named one cannot be rewritten.
+    auto name_end =
+        std::find(view.begin() + static_cast<std::ptrdiff_t>(at + 5),
+                  view.begin() + static_cast<std::ptrdiff_t>(at + step.n), std::byte{0});
+    if (name_end != view.begin() + static_cast<std::ptrdiff_t>(at + 5)) return false;
+    edits_.expect(pr::ResponseEdits::Edit::Keep);
+    return true;
+  } else {
+    return true;  // a long Query or other message: forwarded as it is
+  }
+  if (outcome == pr::StatementMapper::Outcome::Malformed) return false;
+  if (outcome == pr::StatementMapper::Outcome::Rewritten) {
+    add_input_piece(run_start, at);
+    pieces_.push_back(Piece{.scratch = true, .offset = before, .size = scratch_.size() - before});
+    run_start = at + replaced;
+  }
+  return true;
+}
+
 awaitable<void> ClientSession::relay() {
   auto cfg = rt_.config();
   pump_done_.emplace(client_.get_executor());
   if (backend_) start_backend_pump();
   pr::StreamScanner scanner(pr::Direction::Frontend, cfg->max_message_size,
                             tx_mode_ ? kClientInspectTransaction : kClientInspectSession,
-                            kInspectMax);
+                            tx_mode_ ? kInspectMaxTransaction : kInspectMax,
+                            tx_mode_ ? kMinPrefix : 0);
   error_code ec;
-  std::size_t need = 0;  // size of an inspected message whose start is buffered
+  std::size_t need = 0;  // size of a message whose start is buffered and that must be whole
   for (;;) {
     in_.reserve_tail(std::max(kRelayChunk, need));
     need = 0;
@@ -297,70 +368,66 @@ awaitable<void> ClientSession::relay() {
     if (ec) break;
     in_.commit(n);
     pr::ByteView view = in_.view();
-    std::size_t fwd = 0;
+    pieces_.clear();
+    scratch_.clear();
+    std::size_t fwd = 0;        // bytes of `view` dealt with
+    std::size_t run_start = 0;  // start of the input bytes not yet added to pieces_
     bool stop = false;
     bool framing_lost = false;
     while (!stop) {
       pr::ScanStep step = scanner.next(view.subspan(fwd));
       if (step.kind == pr::ScanStep::Kind::NeedMore) {
-        // Room for a whole inspected message is made after the forwarded bytes are consumed:
-        // growing the buffer now would move the bytes `view` points at.
-        need = step.frame.size();
+        // Room is made after the forwarded bytes are consumed: growing the buffer now would
+        // move the bytes `view` points at.
+        need = std::min<std::size_t>(step.frame.size(), kInspectMaxTransaction);
         break;
       }
-      switch (step.kind) {
-        case pr::ScanStep::Kind::Error:
-          log::session().info("client_protocol_error session={} error={}", key_pid_,
-                              pr::to_string(step.error));
-          if (!terminate_reason_) terminate_reason_.emplace("08P01", "invalid message framing");
-          framing_lost = true;
-          stop = true;
-          break;
-        case pr::ScanStep::Kind::Message:
-          if (step.frame.type == pr::fe::kTerminate) {
-            client_terminated_ = true;
-            stop = true;
-            break;
-          }
-          inspect_client_message(view.subspan(fwd, step.n), true);
-          count_client_message(step.frame.type);
-          fwd += step.n;
-          break;
-        case pr::ScanStep::Kind::Header:
-          if (step.frame.type == pr::fe::kQuery || step.frame.type == pr::fe::kParse) {
-            inspect_client_message(view.subspan(fwd, step.n), false);
-          }
-          count_client_message(step.frame.type);
-          fwd += step.n;
-          break;
-        default:
-          fwd += step.n;
-          break;
+      if (step.kind == pr::ScanStep::Kind::Error) {
+        log::session().info("client_protocol_error session={} error={}", key_pid_,
+                            pr::to_string(step.error));
+        if (!terminate_reason_) terminate_reason_.emplace("08P01", "invalid message framing");
+        framing_lost = true;
+        break;
       }
-    }
-    // Bytes of a message are forwarded but not all of it: the backend is waiting for the rest.
-    client_mid_message_ = framing_lost || scanner.in_body();
-    if (fwd > 0) {
+      if (step.kind == pr::ScanStep::Kind::Body) {
+        fwd += step.n;
+        continue;
+      }
+      if (step.frame.type == pr::fe::kTerminate) {
+        client_terminated_ = true;
+        break;
+      }
       if (!backend_) {
+        // The first message of a transaction: take a backend (the bytes wait in `in_`).
         if (!co_await acquire_backend(false)) {
           stop = true;
-          fwd = 0;
-        } else {
-          start_backend_pump();
-        }
-      }
-      if (fwd > 0) {
-        writing_to_backend_ = true;
-        co_await asio::async_write(backend_->socket, asio::buffer(view.data(), fwd), ec_token(ec));
-        writing_to_backend_ = false;
-        if (ec) {
-          backend_failed_ = true;
           break;
         }
-        in_.consume(fwd);
+        start_backend_pump();
+      }
+      inspect_client_message(view.subspan(fwd, step.n), step.kind == pr::ScanStep::Kind::Message);
+      if (tx_mode_ && !rewrite_client_message(view, step, fwd, run_start)) {
+        if (!terminate_reason_) terminate_reason_.emplace("08P01", "invalid message format");
+        framing_lost = true;
+        break;
+      }
+      count_client_message(step.frame.type);
+      fwd += step.n;
+    }
+    add_input_piece(run_start, fwd);
+    // Bytes of a message are forwarded but not all of it: the backend is waiting for the rest.
+    client_mid_message_ = framing_lost || scanner.in_body();
+    if (!pieces_.empty() && backend_) {
+      writing_to_backend_ = true;
+      co_await asio::async_write(backend_->socket, gather(view), ec_token(ec));
+      writing_to_backend_ = false;
+      if (ec) {
+        backend_failed_ = true;
+        break;
       }
     }
-    if (stop || backend_failed_) break;
+    in_.consume(fwd);
+    if (stop || framing_lost || client_terminated_ || backend_failed_) break;
     if (!backend_ && in_.empty()) in_.release_memory();
   }
   client_mid_message_ =
@@ -375,12 +442,15 @@ awaitable<void> ClientSession::relay() {
 
 awaitable<void> ClientSession::backend_to_client() {
   const std::uint32_t max_message = rt_.config()->max_message_size;
-  pr::StreamScanner scanner(pr::Direction::Backend, max_message, kBackendInspect);
+  pr::StreamScanner scanner(pr::Direction::Backend, max_message,
+                            tx_mode_ ? kBackendInspectTransaction : kBackendInspect);
   Backend& b = *backend_;
   ReadBuffer& in = b.buf;
   error_code ec;
   bool client_gone = false;
   std::size_t need = 0;
+  std::vector<asio::const_buffer> out;
+  std::vector<std::string> not_prepared;
   for (;;) {
     in.reserve_tail(std::max(kRelayChunk, need));
     need = 0;
@@ -389,6 +459,8 @@ awaitable<void> ClientSession::backend_to_client() {
     in.commit(n);
     pr::ByteView view = in.view();
     std::size_t fwd = 0;
+    std::size_t run_start = 0;
+    out.clear();
     bool framing_lost = false;
     for (;;) {
       pr::ScanStep step = scanner.next(view.subspan(fwd));
@@ -404,24 +476,41 @@ awaitable<void> ClientSession::backend_to_client() {
       }
       if (step.kind == pr::ScanStep::Kind::Message) {
         pr::ByteView msg = view.subspan(fwd, step.n);
-        if (step.frame.type == pr::be::kReadyForQuery) {
+        const char type = step.frame.type;
+        if (type == pr::be::kReadyForQuery) {
           b.tx = pr::read_ready_for_query(msg).value_or(pr::TxStatus::Failed);
           if (pending_syncs_ > 0) --pending_syncs_;
-        } else if (auto p = pr::read_parameter_status(msg)) {
-          b.reported[std::string(p->name)] = std::string(p->value);
-          if (is_settable(p->name)) set_param(client_params_, p->name, p->value);
+        } else if (type == pr::be::kParameterStatus) {
+          if (auto p = pr::read_parameter_status(msg)) {
+            b.reported[std::string(p->name)] = std::string(p->value);
+            if (is_settable(p->name)) set_param(client_params_, p->name, p->value);
+          }
+        }
+        if (tx_mode_) {
+          not_prepared.clear();
+          auto edit = edits_.on_backend_message(type, not_prepared);
+          for (const auto& name : not_prepared) b.statements.erase(name);
+          if (edit == pr::ResponseEdits::Edit::Drop) {
+            if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
+            run_start = fwd + step.n;
+          } else if (edit == pr::ResponseEdits::Edit::AsParseComplete) {
+            // Our own buffer: retype CloseComplete into ParseComplete in place.
+            *const_cast<std::byte*>(msg.data()) = static_cast<std::byte>(pr::be::kParseComplete);
+          }
         }
       }
       fwd += step.n;
     }
-    if (fwd > 0) {
-      co_await asio::async_write(client_, asio::buffer(view.data(), fwd), ec_token(ec));
-      in.consume(fwd);
+    if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
+    if (!out.empty()) {
+      co_await asio::async_write(client_, out, ec_token(ec));
       if (ec) {
         client_gone = true;
+        in.consume(fwd);
         break;
       }
     }
+    in.consume(fwd);
     backend_mid_message_ = scanner.in_body() || !in.empty();
     if (framing_lost) {
       backend_failed_ = true;

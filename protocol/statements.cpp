@@ -1,0 +1,344 @@
+#include "protocol/statements.hpp"
+
+#include "protocol/messages.hpp"
+
+#include <cctype>
+
+namespace sluice::protocol {
+
+// ---- BackendStatementCache -------------------------------------------------------------------
+
+const std::string* BackendStatementCache::find(std::string_view name) {
+  auto it = map_.find(std::string(name));
+  if (it == map_.end()) return nullptr;
+  lru_.splice(lru_.begin(), lru_, it->second.lru);
+  return it->second.body.get();
+}
+
+void BackendStatementCache::add(const std::string& name, std::shared_ptr<const std::string> body,
+                                std::vector<std::string>& evicted) {
+  if (auto it = map_.find(name); it != map_.end()) {
+    it->second.body = std::move(body);
+    lru_.splice(lru_.begin(), lru_, it->second.lru);
+    return;
+  }
+  lru_.push_front(name);
+  map_.emplace(name, Entry{std::move(body), lru_.begin()});
+  while (capacity_ > 0 && map_.size() > capacity_) {
+    evicted.push_back(lru_.back());
+    map_.erase(lru_.back());
+    lru_.pop_back();
+  }
+}
+
+void BackendStatementCache::erase(std::string_view name) {
+  auto it = map_.find(std::string(name));
+  if (it == map_.end()) return;
+  lru_.erase(it->second.lru);
+  map_.erase(it);
+}
+
+void BackendStatementCache::clear() {
+  map_.clear();
+  lru_.clear();
+}
+
+// ---- ResponseEdits ---------------------------------------------------------------------------
+
+void ResponseEdits::expect(Edit edit, std::string prepared) {
+  pending_.push_back(Pending{edit, sent_groups_, std::move(prepared)});
+}
+
+ResponseEdits::Edit ResponseEdits::on_backend_message(char type,
+                                                      std::vector<std::string>& not_prepared) {
+  switch (type) {
+    case '1':    // ParseComplete
+    case '3': {  // CloseComplete
+      if (pending_.empty()) return Edit::Keep;
+      Edit e = pending_.front().edit;
+      pending_.pop_front();
+      return e;
+    }
+    case 'E':  // ErrorResponse: the backend now skips to the end of the current group
+      while (!pending_.empty() && pending_.front().group == received_groups_) {
+        if (!pending_.front().prepared.empty()) {
+          not_prepared.push_back(std::move(pending_.front().prepared));
+        }
+        pending_.pop_front();
+      }
+      return Edit::Keep;
+    case 'Z':  // ReadyForQuery ends a group
+      ++received_groups_;
+      return Edit::Keep;
+    default:
+      return Edit::Keep;
+  }
+}
+
+void ResponseEdits::clear() {
+  pending_.clear();
+  sent_groups_ = received_groups_ = 0;
+}
+
+// ---- StatementMapper -------------------------------------------------------------------------
+
+namespace {
+
+void append_close_statement(Buffer& out, std::string_view name) {
+  MessageWriter(out).begin('C').add_u8('S').add_cstring(name).finish();
+}
+
+void append_parse(Buffer& out, std::string_view name, const std::string& body) {
+  MessageWriter(out).begin('P').add_cstring(name).add_bytes(body).finish();
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Splits "DEALLOCATE [PREPARE] name" (optionally ';'-terminated, name optionally double-quoted)
+// into its words; anything more complex yields an empty list.
+std::vector<std::string> simple_words(std::string_view sql) {
+  std::vector<std::string> words;
+  std::size_t i = 0;
+  while (i < sql.size()) {
+    char c = sql[i];
+    if (std::isspace(static_cast<unsigned char>(c)) != 0) {
+      ++i;
+    } else if (c == ';') {
+      ++i;
+      for (; i < sql.size(); ++i) {
+        if (std::isspace(static_cast<unsigned char>(sql[i])) == 0) return {};
+      }
+    } else if (c == '"') {
+      std::string w;
+      ++i;
+      for (; i < sql.size(); ++i) {
+        if (sql[i] == '"') {
+          if (i + 1 < sql.size() && sql[i + 1] == '"') {
+            w += '"';
+            ++i;
+          } else {
+            break;
+          }
+        } else {
+          w += sql[i];
+        }
+      }
+      if (i >= sql.size()) return {};
+      ++i;
+      words.push_back("\"" + w);  // marks a quoted (case-preserved) identifier
+    } else if (std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_') {
+      std::size_t start = i;
+      while (i < sql.size() && (std::isalnum(static_cast<unsigned char>(sql[i])) != 0 ||
+                                sql[i] == '_' || sql[i] == '$')) {
+        ++i;
+      }
+      words.emplace_back(sql.substr(start, i - start));
+    } else {
+      return {};
+    }
+  }
+  return words;
+}
+
+std::string identifier_value(const std::string& word) {
+  if (!word.empty() && word.front() == '"') return word.substr(1);
+  std::string lower = word;
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return lower;
+}
+
+}  // namespace
+
+const StatementDef* StatementMapper::find(std::string_view client_name) const {
+  auto it = statements_.find(std::string(client_name));
+  return it == statements_.end() ? nullptr : &it->second;
+}
+
+void StatementMapper::ensure_prepared(const StatementDef& def, BackendStatementCache& cache,
+                                      ResponseEdits& edits, Buffer& out) {
+  const std::string* have = cache.find(def.backend_name);
+  if (have != nullptr && *have == *def.body) return;
+  if (have != nullptr) {
+    // Same name, other text: only a hash collision could do this. Replace it.
+    append_close_statement(out, def.backend_name);
+    edits.expect(ResponseEdits::Edit::Drop);
+    cache.erase(def.backend_name);
+  }
+  std::vector<std::string> evicted;
+  cache.add(def.backend_name, def.body, evicted);
+  for (const std::string& name : evicted) {
+    append_close_statement(out, name);
+    edits.expect(ResponseEdits::Edit::Drop);
+  }
+  append_parse(out, def.backend_name, *def.body);
+  edits.expect(ResponseEdits::Edit::Drop, def.backend_name);
+}
+
+StatementMapper::Outcome StatementMapper::rewrite_parse(ByteView msg, BackendStatementCache& cache,
+                                                        ResponseEdits& edits, Buffer& out) {
+  auto parse = read_parse(msg);
+  if (!parse) return Outcome::Malformed;
+  if (parse->statement.empty()) {
+    edits.expect(ResponseEdits::Edit::Keep);
+    return Outcome::Forward;
+  }
+  const std::size_t body_offset = 5 + parse->statement.size() + 1;
+  auto body = std::make_shared<const std::string>(
+      reinterpret_cast<const char*>(msg.data()) + body_offset, msg.size() - body_offset);
+  StatementDef def{name_fn_(*body), body};
+  statements_[std::string(parse->statement)] = def;
+  const std::string* have = cache.find(def.backend_name);
+  if (have != nullptr && *have == *body) {
+    // Already prepared on this backend: a no-op Close answers in the Parse's place.
+    append_close_statement(out, kNoopStatement);
+    edits.expect(ResponseEdits::Edit::AsParseComplete);
+    return Outcome::Rewritten;
+  }
+  if (have != nullptr) {
+    append_close_statement(out, def.backend_name);
+    edits.expect(ResponseEdits::Edit::Drop);
+    cache.erase(def.backend_name);
+  }
+  std::vector<std::string> evicted;
+  cache.add(def.backend_name, body, evicted);
+  for (const std::string& name : evicted) {
+    append_close_statement(out, name);
+    edits.expect(ResponseEdits::Edit::Drop);
+  }
+  append_parse(out, def.backend_name, *body);
+  edits.expect(ResponseEdits::Edit::Keep, def.backend_name);
+  return Outcome::Rewritten;
+}
+
+StatementMapper::Outcome StatementMapper::rewrite_query(ByteView msg, BackendStatementCache& cache,
+                                                        Buffer& out) {
+  auto sql = read_query(msg);
+  if (!sql) return Outcome::Malformed;
+  auto words = simple_words(*sql);
+  if (words.size() == 2 && iequals(words[0], "DISCARD") && iequals(words[1], "ALL")) {
+    statements_.clear();
+    cache.clear();
+    return Outcome::Forward;
+  }
+  if (words.empty() || !iequals(words[0], "DEALLOCATE")) return Outcome::Forward;
+  std::size_t i = 1;
+  if (i < words.size() && iequals(words[i], "PREPARE")) ++i;
+  if (i + 1 != words.size()) return Outcome::Forward;
+  if (iequals(words[i], "ALL")) {
+    statements_.clear();
+    cache.clear();
+    return Outcome::Forward;
+  }
+  auto it = statements_.find(identifier_value(words[i]));
+  if (it == statements_.end()) return Outcome::Forward;  // an SQL-level statement, or an error
+  std::string backend_name = it->second.backend_name;
+  statements_.erase(it);
+  std::string replacement;
+  if (cache.find(backend_name) != nullptr) {
+    replacement = "DEALLOCATE " + backend_name;
+    cache.erase(backend_name);
+  } else {
+    replacement = "DEALLOCATE ALL";  // not on this backend: same answer, no error
+    cache.clear();
+  }
+  MessageWriter(out).begin('Q').add_cstring(replacement).finish();
+  return Outcome::Rewritten;
+}
+
+StatementMapper::Outcome StatementMapper::rewrite(ByteView msg, BackendStatementCache& cache,
+                                                  ResponseEdits& edits, Buffer& out) {
+  if (msg.empty()) return Outcome::Malformed;
+  switch (static_cast<char>(msg[0])) {
+    case 'P':
+      return rewrite_parse(msg, cache, edits, out);
+    case 'B': {
+      auto bind = read_bind_names(msg);
+      if (!bind) return Outcome::Malformed;
+      if (bind->statement.empty()) return Outcome::Forward;
+      const StatementDef* def = find(bind->statement);
+      if (def == nullptr) return Outcome::Forward;  // the server reports it does not exist
+      ensure_prepared(*def, cache, edits, out);
+      MessageWriter(out)
+          .begin('B')
+          .add_cstring(bind->portal)
+          .add_cstring(def->backend_name)
+          .add_bytes(msg.subspan(bind->rest_offset))
+          .finish();
+      return Outcome::Rewritten;
+    }
+    case 'D': {
+      auto target = read_describe(msg);
+      if (!target) return Outcome::Malformed;
+      if (target->kind != 'S' || target->name.empty()) return Outcome::Forward;
+      const StatementDef* def = find(target->name);
+      if (def == nullptr) return Outcome::Forward;
+      ensure_prepared(*def, cache, edits, out);
+      MessageWriter(out).begin('D').add_u8('S').add_cstring(def->backend_name).finish();
+      return Outcome::Rewritten;
+    }
+    case 'C': {
+      auto target = read_close(msg);
+      if (!target) return Outcome::Malformed;
+      edits.expect(ResponseEdits::Edit::Keep);
+      if (target->kind != 'S' || target->name.empty()) return Outcome::Forward;
+      // The backend statement may serve other clients: forget the client's name only, and let
+      // a no-op Close produce the CloseComplete the client waits for.
+      statements_.erase(std::string(target->name));
+      append_close_statement(out, kNoopStatement);
+      return Outcome::Rewritten;
+    }
+    case 'Q':
+      return rewrite_query(msg, cache, out);
+    default:
+      return Outcome::Forward;
+  }
+}
+
+StatementMapper::Outcome StatementMapper::rewrite_bind_prefix(ByteView prefix, std::uint32_t total,
+                                                              BackendStatementCache& cache,
+                                                              ResponseEdits& edits, Buffer& out,
+                                                              std::size_t& consumed) {
+  // 'B', int32 length, portal\0, statement\0, ...
+  if (prefix.size() < 5 || static_cast<char>(prefix[0]) != 'B') return Outcome::Malformed;
+  auto cstring_end = [&](std::size_t from) -> std::size_t {
+    for (std::size_t i = from; i < prefix.size(); ++i) {
+      if (prefix[i] == std::byte{0}) return i;
+    }
+    return SIZE_MAX;
+  };
+  std::size_t portal_end = cstring_end(5);
+  if (portal_end == SIZE_MAX) return Outcome::Malformed;
+  std::size_t stmt_end = cstring_end(portal_end + 1);
+  if (stmt_end == SIZE_MAX) return Outcome::Malformed;
+  std::string_view portal(reinterpret_cast<const char*>(prefix.data()) + 5, portal_end - 5);
+  std::string_view stmt(reinterpret_cast<const char*>(prefix.data()) + portal_end + 1,
+                        stmt_end - portal_end - 1);
+  if (stmt.empty()) return Outcome::Forward;
+  const StatementDef* def = find(stmt);
+  if (def == nullptr) return Outcome::Forward;
+  ensure_prepared(*def, cache, edits, out);
+  consumed = stmt_end + 1;
+  const std::size_t rest = std::size_t{total} + 1 - consumed;  // bytes after the names
+  const std::size_t new_length = 4 + portal.size() + 1 + def->backend_name.size() + 1 + rest;
+  if (new_length > UINT32_MAX) return Outcome::Malformed;
+  out.push_back(std::byte{'B'});
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    out.push_back(static_cast<std::byte>((new_length >> shift) & 0xff));
+  }
+  append(out, portal);
+  out.push_back(std::byte{0});
+  append(out, def->backend_name);
+  out.push_back(std::byte{0});
+  return Outcome::Rewritten;
+}
+
+}  // namespace sluice::protocol

@@ -1,0 +1,134 @@
+// Named prepared statements under transaction pooling.
+//
+// A client's statement must work on whichever backend runs its next Bind, so Sluice keeps the
+// client's names to itself and gives every statement definition (query text and parameter types)
+// a backend name derived from the definition, e.g. "sluice_3f9a…": clients preparing the same
+// query share one backend statement. Three pieces:
+//   - BackendStatementCache: which backend names one backend connection has prepared (LRU with a
+//     bound; evicted statements are closed on the backend);
+//   - ResponseEdits: per attached backend, which ParseComplete/CloseComplete responses belong to
+//     messages Sluice injected (dropped) or substituted (retyped), kept right through pipelines
+//     and the skip-to-Sync that follows an error;
+//   - StatementMapper: per client, its names -> definitions, and the rewriting of Parse, Bind,
+//     Describe, Close and DEALLOCATE into what the current backend must receive.
+// Pure and single-threaded: one mapper per client session, one cache and one ResponseEdits per
+// backend connection; callers serialise.
+#pragma once
+
+#include "protocol/builders.hpp"
+#include "protocol/framing.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace sluice::protocol {
+
+// Name of a backend statement that never exists: closing it is a no-op with a CloseComplete.
+inline constexpr std::string_view kNoopStatement = "sluice_noop";
+
+class BackendStatementCache {
+ public:
+  explicit BackendStatementCache(std::size_t capacity) : capacity_(capacity) {}
+  // The definition prepared under `name`, or nullptr; marks it most recently used.
+  const std::string* find(std::string_view name);
+  // Records `name` as prepared; appends the least recently used names pushed out to `evicted`.
+  void add(const std::string& name, std::shared_ptr<const std::string> body,
+           std::vector<std::string>& evicted);
+  void erase(std::string_view name);
+  void clear();
+  std::size_t size() const { return map_.size(); }
+  std::size_t capacity() const { return capacity_; }
+  // A new bound applies from the next add() on (0: none).
+  void set_capacity(std::size_t capacity) { capacity_ = capacity; }
+
+ private:
+  struct Entry {
+    std::shared_ptr<const std::string> body;
+    std::list<std::string>::iterator lru;
+  };
+  std::size_t capacity_;
+  std::list<std::string> lru_;  // most recently used at the front
+  std::unordered_map<std::string, Entry> map_;
+};
+
+class ResponseEdits {
+ public:
+  enum class Edit {
+    Keep,             // forward as is
+    Drop,             // response to a message Sluice injected: the client never sees it
+    AsParseComplete,  // a no-op Close stood in for a Parse: forward it as ParseComplete
+  };
+  // A Parse or Close was sent; `prepared` names the backend statement a Parse creates (erased
+  // from the cache again if the Parse never completes).
+  void expect(Edit edit, std::string prepared = {});
+  // A Query, Sync or FunctionCall was sent: the end of a group (it is answered by ReadyForQuery).
+  void group_sent() { ++sent_groups_; }
+  // What to do with a backend message of `type`. On an ErrorResponse inside an extended-protocol
+  // group, the backend skips the rest of the group: its pending entries are dropped and the names
+  // their Parses would have created are appended to `not_prepared`.
+  Edit on_backend_message(char type, std::vector<std::string>& not_prepared);
+  bool empty() const { return pending_.empty(); }
+  void clear();
+
+ private:
+  struct Pending {
+    Edit edit;
+    std::uint64_t group;
+    std::string prepared;
+  };
+  std::deque<Pending> pending_;
+  std::uint64_t sent_groups_ = 0;
+  std::uint64_t received_groups_ = 0;
+};
+
+struct StatementDef {
+  std::string backend_name;
+  std::shared_ptr<const std::string> body;  // Parse body after the name: query, types
+};
+
+class StatementMapper {
+ public:
+  // Derives a backend name from a definition's bytes (src/ uses a cryptographic hash, so that a
+  // client cannot make its definition collide with another client's).
+  using NameFn = std::string (*)(std::string_view body);
+  explicit StatementMapper(NameFn name_fn) : name_fn_(name_fn) {}
+
+  enum class Outcome {
+    Forward,    // send the message unchanged
+    Rewritten,  // send `out` instead
+    Malformed,  // not a valid message of its type: a protocol violation
+  };
+  // Handles one complete client message of any type; Parse and Close always record their
+  // response edits, so every ParseComplete and CloseComplete stays accounted for.
+  Outcome rewrite(ByteView msg, BackendStatementCache& cache, ResponseEdits& edits, Buffer& out);
+  // Handles the first bytes of a Bind too long to buffer whole (`total` is its declared length
+  // field). On Rewritten, `out` holds a new prefix to send instead of the first `consumed` bytes
+  // of `prefix`; the rest of the message is forwarded unchanged. NeedMore-like: returns Malformed
+  // if the names are not complete within `prefix`.
+  Outcome rewrite_bind_prefix(ByteView prefix, std::uint32_t total, BackendStatementCache& cache,
+                              ResponseEdits& edits, Buffer& out, std::size_t& consumed);
+
+  std::size_t size() const { return statements_.size(); }
+  bool empty() const { return statements_.empty(); }
+  const StatementDef* find(std::string_view client_name) const;
+
+ private:
+  Outcome rewrite_parse(ByteView msg, BackendStatementCache& cache, ResponseEdits& edits,
+                        Buffer& out);
+  Outcome rewrite_query(ByteView msg, BackendStatementCache& cache, Buffer& out);
+  // Appends a Parse of `def` to `out` if `cache` lacks it (its response dropped).
+  void ensure_prepared(const StatementDef& def, BackendStatementCache& cache, ResponseEdits& edits,
+                       Buffer& out);
+
+  NameFn name_fn_;
+  std::unordered_map<std::string, StatementDef> statements_;  // client name -> definition
+};
+
+}  // namespace sluice::protocol
