@@ -55,6 +55,7 @@ struct Database {
   Duration server_lifetime{3600 * 1000};
   Duration server_idle_timeout{600 * 1000};
   std::string server_reset_query = "DISCARD ALL";
+  Duration idle_transaction_timeout{0};  // 0 = disabled
 };
 
 struct Config {

@@ -283,6 +283,11 @@ constexpr KeyInfo kKeys[] = {
   {S::Database, "server_reset_query", T::String, R"("DISCARD ALL")", "", kReload,
    "Run on a backend after its client disconnects, before it is reused; empty: none",
    {}, 0, 0, set<&Database::server_reset_query>, show<&Database::server_reset_query>},
+  {S::Database, "idle_transaction_timeout", T::Interval, R"("0")", "", kReload,
+   "A client idle inside a transaction for this long is disconnected with 25P03 and its "
+   "backend closed (the transaction rolls back); `\"0\"` disables",
+   {}, 0, kMaxDuration.count(), set<&Database::idle_transaction_timeout>,
+   show<&Database::idle_transaction_timeout>},
 };
 // clang-format on
 

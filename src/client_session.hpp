@@ -66,6 +66,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   const std::vector<asio::const_buffer>& gather(protocol::ByteView input);
   bool can_detach() const;
   void start_backend_pump();
+  void arm_idle_transaction_timer();
+  void disarm_idle_transaction_timer();
   awaitable<void> relay();
   awaitable<void> backend_to_client();
   awaitable<void> cleanup();
@@ -125,6 +127,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool writing_to_backend_ = false;
   bool backend_pump_running_ = false;
   std::optional<asio::steady_timer> pump_done_;  // cancelled when the backend pump ends
+  std::optional<asio::steady_timer> idle_tx_timer_;  // idle_transaction_timeout
+  std::uint64_t idle_tx_generation_ = 0;             // bumped on every disarm
   std::optional<std::pair<std::string, std::string>> terminate_reason_;
 };
 

@@ -286,6 +286,26 @@ bool ClientSession::can_detach() const {
 
 // ---- 5. relay --------------------------------------------------------------------------------
 
+// Called when the backend has answered everything and the client holds it inside a transaction.
+void ClientSession::arm_idle_transaction_timer() {
+  const auto timeout = pool_->db.idle_transaction_timeout;
+  if (timeout.count() <= 0) return;
+  if (!idle_tx_timer_) idle_tx_timer_.emplace(client_.get_executor());
+  idle_tx_timer_->expires_after(timeout);
+  idle_tx_timer_->async_wait(
+      [self = shared_from_this(), generation = idle_tx_generation_](error_code ec) {
+        if (ec || generation != self->idle_tx_generation_) return;
+        log::session().info("client_closed reason=idle_transaction_timeout session={}",
+                            self->key_pid_);
+        self->terminate("25P03", "terminating connection due to idle-in-transaction timeout");
+      });
+}
+
+void ClientSession::disarm_idle_transaction_timer() {
+  ++idle_tx_generation_;
+  if (idle_tx_timer_) idle_tx_timer_->cancel();
+}
+
 void ClientSession::start_backend_pump() {
   backend_pump_running_ = true;
   pump_done_->expires_at(asio::steady_timer::time_point::max());
@@ -366,6 +386,7 @@ awaitable<void> ClientSession::relay() {
     need = 0;
     std::size_t n = co_await client_.async_read_some(in_.tail(), ec_token(ec));
     if (ec) break;
+    disarm_idle_transaction_timer();
     in_.commit(n);
     pr::ByteView view = in_.view();
     pieces_.clear();
@@ -520,6 +541,10 @@ awaitable<void> ClientSession::backend_to_client() {
       detach_backend();  // `b` is no longer ours: return without touching it
       co_return;
     }
+    if (b.tx != pr::TxStatus::Idle && pending_syncs_ == 0 && !unsynced_extended_ &&
+        !writing_to_backend_ && !backend_mid_message_) {
+      arm_idle_transaction_timer();
+    }
   }
   backend_mid_message_ = backend_mid_message_ || scanner.in_body() || !in.empty();
   if (ec && ec != asio::error::operation_aborted && !client_gone) {
@@ -538,6 +563,7 @@ awaitable<void> ClientSession::cleanup() {
   auto cfg = rt_.config();
   auto ex = co_await asio::this_coro::executor;
   if (key_pid_ != 0) rt_.cancels().set_target(key_pid_, std::nullopt);
+  disarm_idle_transaction_timer();
   if (backend_) {
     bool reusable = !backend_failed_ && !backend_mid_message_ && !client_mid_message_ &&
                     pending_syncs_ == 0 && !unsynced_extended_ &&
