@@ -88,6 +88,15 @@ void append_close_statement(Buffer& out, std::string_view name) {
   MessageWriter(out).begin('C').add_u8('S').add_cstring(name).finish();
 }
 
+// Closes `name` ahead of a Parse of it. The cache can lack a name the backend still holds: an
+// eviction Close or a DEALLOCATE skipped or failed after an error (the backend skips to Sync, or
+// the transaction is aborted), and a Parse of an existing name fails (42P05) every time after.
+// Closing a statement that does not exist is a no-op answered with CloseComplete.
+void append_close_before_parse(Buffer& out, std::string_view name, ResponseEdits& edits) {
+  append_close_statement(out, name);
+  edits.expect(ResponseEdits::Edit::Drop);
+}
+
 void append_parse(Buffer& out, std::string_view name, const std::string& body) {
   MessageWriter(out).begin('P').add_cstring(name).add_bytes(body).finish();
 }
@@ -167,18 +176,15 @@ void StatementMapper::ensure_prepared(const StatementDef& def, BackendStatementC
                                       ResponseEdits& edits, Buffer& out) {
   const std::string* have = cache.find(def.backend_name);
   if (have != nullptr && *have == *def.body) return;
-  if (have != nullptr) {
-    // Same name, other text: only a hash collision could do this. Replace it.
-    append_close_statement(out, def.backend_name);
-    edits.expect(ResponseEdits::Edit::Drop);
-    cache.erase(def.backend_name);
-  }
+  // Same name, other text: only a hash collision could do this. Replace it.
+  if (have != nullptr) cache.erase(def.backend_name);
   std::vector<std::string> evicted;
   cache.add(def.backend_name, def.body, evicted);
   for (const std::string& name : evicted) {
     append_close_statement(out, name);
     edits.expect(ResponseEdits::Edit::Drop);
   }
+  append_close_before_parse(out, def.backend_name, edits);
   append_parse(out, def.backend_name, *def.body);
   edits.expect(ResponseEdits::Edit::Drop, def.backend_name);
 }
@@ -203,17 +209,14 @@ StatementMapper::Outcome StatementMapper::rewrite_parse(ByteView msg, BackendSta
     edits.expect(ResponseEdits::Edit::AsParseComplete);
     return Outcome::Rewritten;
   }
-  if (have != nullptr) {
-    append_close_statement(out, def.backend_name);
-    edits.expect(ResponseEdits::Edit::Drop);
-    cache.erase(def.backend_name);
-  }
+  if (have != nullptr) cache.erase(def.backend_name);
   std::vector<std::string> evicted;
   cache.add(def.backend_name, body, evicted);
   for (const std::string& name : evicted) {
     append_close_statement(out, name);
     edits.expect(ResponseEdits::Edit::Drop);
   }
+  append_close_before_parse(out, def.backend_name, edits);
   append_parse(out, def.backend_name, *body);
   edits.expect(ResponseEdits::Edit::Keep, def.backend_name);
   return Outcome::Rewritten;

@@ -42,12 +42,13 @@ void ClientSession::terminate(std::string sqlstate, std::string message) {
 }
 
 awaitable<void> ClientSession::send_fatal(std::string_view sqlstate, std::string_view message,
-                                          std::string_view detail) {
+                                          std::string_view detail, std::string_view hint) {
   pr::Buffer out;
   pr::build_error_response(out, pr::ErrorInfo{.severity = pr::Severity::Fatal,
                                               .sqlstate = sqlstate,
                                               .message = message,
-                                              .detail = detail});
+                                              .detail = detail,
+                                              .hint = hint});
   error_code ec;
   co_await write_all(client_, out, ec);
 }

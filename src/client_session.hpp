@@ -54,9 +54,19 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   awaitable<bool> auth_scram(const UserSecret* secret);
   awaitable<std::optional<std::size_t>> read_client_message(char expected_type);
   awaitable<bool> login_attach();
-  awaitable<bool> acquire_backend(bool login);
+  // Why a backend could not be attached; fatal ones end the session.
+  struct Refusal {
+    std::string sqlstate;
+    std::string message;
+    std::string detail;
+    std::string hint;
+    bool fatal = false;
+  };
+  awaitable<std::optional<Refusal>> acquire_backend(bool login);
+  void skip_client_message(const protocol::ScanStep& step, std::size_t at, std::size_t& run_start,
+                           bool body_follows);
   void detach_backend();
-  awaitable<bool> sync_parameters(bool login);
+  awaitable<std::optional<BackendError>> sync_parameters(bool login);
   void pin(protocol::SessionFeature why);
   void inspect_client_message(protocol::ByteView msg, bool complete);
   void count_client_message(char type);
@@ -73,7 +83,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   awaitable<void> cleanup();
 
   awaitable<void> send_fatal(std::string_view sqlstate, std::string_view message,
-                             std::string_view detail = {});
+                             std::string_view detail = {}, std::string_view hint = {});
   awaitable<void> auth_failed();
   BackendCredentials backend_credentials() const;
 
@@ -116,6 +126,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::vector<Piece> pieces_;
   protocol::Buffer scratch_;
   std::vector<asio::const_buffer> gather_;
+  protocol::Buffer client_out_;      // Sluice's own answers to the client, written by relay()
+  bool discard_until_sync_ = false;  // a refused extended-protocol batch is being skipped
+  bool skip_body_ = false;           // the rest of a skipped message is still arriving
 
   // Relay state (this executor only).
   std::uint32_t pending_syncs_ = 0;   // Query/Sync/FunctionCall sent, ReadyForQuery not yet seen
@@ -126,7 +139,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool client_terminated_ = false;  // client sent Terminate
   bool writing_to_backend_ = false;
   bool backend_pump_running_ = false;
-  std::optional<asio::steady_timer> pump_done_;  // cancelled when the backend pump ends
+  std::optional<asio::steady_timer> pump_done_;      // cancelled when the backend pump ends
   std::optional<asio::steady_timer> idle_tx_timer_;  // idle_transaction_timeout
   std::uint64_t idle_tx_generation_ = 0;             // bumped on every disarm
   std::optional<std::pair<std::string, std::string>> terminate_reason_;

@@ -118,7 +118,11 @@ awaitable<bool> ClientSession::login_attach() {
 
   // Both modes take a backend now: the client must see the server's ParameterStatus values, with
   // its own settings applied, before its first ReadyForQuery.
-  if (!co_await acquire_backend(true)) co_return false;
+  if (auto refusal = co_await acquire_backend(true)) {
+    // At connect time every refusal is FATAL: the client has no session to go on with.
+    co_await send_fatal(refusal->sqlstate, refusal->message, refusal->detail, refusal->hint);
+    co_return false;
+  }
   pr::Buffer out;
   for (const auto& [name, value] : backend_->reported) pr::build_parameter_status(out, name, value);
   pr::build_backend_key_data(out, key_pid_, key_secret_);
@@ -129,31 +133,29 @@ awaitable<bool> ClientSession::login_attach() {
   co_return true;
 }
 
-awaitable<bool> ClientSession::acquire_backend(bool login) {
+awaitable<std::optional<ClientSession::Refusal>> ClientSession::acquire_backend(bool login) {
   auto cfg = rt_.config();
   auto acquired = co_await rt_.pools().acquire(*pool_, cfg->query_wait_timeout);
   if (auto* failure = std::get_if<PoolManager::AcquireFailure>(&acquired)) {
     switch (*failure) {
       case PoolManager::AcquireFailure::Closed:
-        co_await send_fatal("57P01", "sluice: the pooler is shutting down");
-        break;
+        co_return Refusal{
+            .sqlstate = "57P01", .message = "sluice: the pooler is shutting down", .fatal = true};
       case PoolManager::AcquireFailure::QueueFull:
-        co_await send_fatal("53300", "sluice: too many clients waiting for a backend connection");
-        break;
+        co_return Refusal{.sqlstate = "53300",
+                          .message = "sluice: too many clients waiting for a backend connection"};
       case PoolManager::AcquireFailure::TimedOut:
-        co_await send_fatal("53300", "sluice: no backend connection became free in time",
-                            "query_wait_timeout passed while waiting in the queue");
-        break;
+        co_return Refusal{.sqlstate = "53300",
+                          .message = "sluice: no backend connection became free in time",
+                          .detail = "query_wait_timeout passed while waiting in the queue"};
     }
-    co_return false;
   }
   lease_ = std::move(std::get<Lease>(acquired));
 
   auto checked = co_await rt_.pools().checkout(*pool_, {}, cfg->max_message_size);
   if (auto* err = std::get_if<BackendError>(&checked)) {
     lease_.reset();
-    co_await send_fatal(err->sqlstate, err->message, err->detail);
-    co_return false;
+    co_return Refusal{.sqlstate = err->sqlstate, .message = err->message, .detail = err->detail};
   }
   backend_ = std::move(std::get<std::shared_ptr<Backend>>(checked));
   backend_->statements.set_capacity(cfg->max_prepared_statements);
@@ -162,12 +164,16 @@ awaitable<bool> ClientSession::acquire_backend(bool login) {
   unsynced_extended_ = false;
   backend_mid_message_ = false;
   backend_failed_ = false;
-  if (!co_await sync_parameters(login)) co_return false;
+  if (auto err = co_await sync_parameters(login)) {
+    // A setting the server rejects would fail on every backend: end the session.
+    co_return Refusal{
+        .sqlstate = err->sqlstate, .message = err->message, .detail = err->detail, .fatal = true};
+  }
   if (backend_->remote) {
     rt_.cancels().set_target(key_pid_,
                              CancelTarget{*backend_->remote, backend_->pid, backend_->secret});
   }
-  co_return true;
+  co_return std::nullopt;
 }
 
 void ClientSession::detach_backend() {
@@ -182,7 +188,7 @@ void ClientSession::detach_backend() {
 // expects the server's defaults overlaid with its startup parameters; later, the values it has
 // seen (client_params_, kept up to date from ParameterStatus). One pipelined query of SET and
 // RESET statements; nothing when the backend already matches, which is the common case.
-awaitable<bool> ClientSession::sync_parameters(bool login) {
+awaitable<std::optional<BackendError>> ClientSession::sync_parameters(bool login) {
   Backend& b = *backend_;
   Params desired;
   if (login) {
@@ -211,8 +217,7 @@ awaitable<bool> ClientSession::sync_parameters(bool login) {
     auto err = co_await run_internal_query(b, sql, rt_.config()->max_message_size);
     if (err) {
       backend_failed_ = true;  // its settings are now unknown: never reuse it
-      co_await send_fatal(err->sqlstate, err->message, err->detail);
-      co_return false;
+      co_return err;
     }
   }
   if (login) {
@@ -226,7 +231,7 @@ awaitable<bool> ClientSession::sync_parameters(bool login) {
     }
     client_params_ = std::move(settled);
   }
-  co_return true;
+  co_return std::nullopt;
 }
 
 void ClientSession::pin(pr::SessionFeature why) {
@@ -292,13 +297,12 @@ void ClientSession::arm_idle_transaction_timer() {
   if (timeout.count() <= 0) return;
   if (!idle_tx_timer_) idle_tx_timer_.emplace(client_.get_executor());
   idle_tx_timer_->expires_after(timeout);
-  idle_tx_timer_->async_wait(
-      [self = shared_from_this(), generation = idle_tx_generation_](error_code ec) {
-        if (ec || generation != self->idle_tx_generation_) return;
-        log::session().info("client_closed reason=idle_transaction_timeout session={}",
-                            self->key_pid_);
-        self->terminate("25P03", "terminating connection due to idle-in-transaction timeout");
-      });
+  idle_tx_timer_->async_wait([self = shared_from_this(),
+                              generation = idle_tx_generation_](error_code ec) {
+    if (ec || generation != self->idle_tx_generation_) return;
+    log::session().info("client_closed reason=idle_transaction_timeout session={}", self->key_pid_);
+    self->terminate("25P03", "terminating connection due to idle-in-transaction timeout");
+  });
 }
 
 void ClientSession::disarm_idle_transaction_timer() {
@@ -321,6 +325,13 @@ void ClientSession::start_backend_pump() {
                    self->backend_pump_running_ = false;
                    self->pump_done_->cancel();
                  });
+}
+
+void ClientSession::skip_client_message(const pr::ScanStep& step, std::size_t at,
+                                        std::size_t& run_start, bool body_follows) {
+  add_input_piece(run_start, at);
+  run_start = at + step.n;
+  skip_body_ = step.kind == pr::ScanStep::Kind::Header && body_follows;
 }
 
 void ClientSession::add_input_piece(std::size_t from, std::size_t to) {
@@ -411,18 +422,57 @@ awaitable<void> ClientSession::relay() {
         break;
       }
       if (step.kind == pr::ScanStep::Kind::Body) {
+        if (skip_body_) {
+          add_input_piece(run_start, fwd);
+          run_start = fwd + step.n;
+          skip_body_ = scanner.in_body();
+        }
         fwd += step.n;
         continue;
       }
-      if (step.frame.type == pr::fe::kTerminate) {
+      const char type = step.frame.type;
+      if (type == pr::fe::kTerminate) {
         client_terminated_ = true;
         break;
       }
+      if (discard_until_sync_ || (!backend_ && (type == pr::fe::kSync || type == pr::fe::kFlush))) {
+        // After a refusal the rest of the extended-protocol batch is skipped up to its Sync, as
+        // PostgreSQL does after an error. Without a backend and outside a transaction, a Sync is
+        // answered here and a Flush has nothing to flush.
+        skip_client_message(step, fwd, run_start, scanner.in_body());
+        if (type == pr::fe::kSync) {
+          discard_until_sync_ = false;
+          pr::build_ready_for_query(client_out_, pr::TxStatus::Idle);
+        }
+        fwd += step.n;
+        continue;
+      }
       if (!backend_) {
         // The first message of a transaction: take a backend (the bytes wait in `in_`).
-        if (!co_await acquire_backend(false)) {
-          stop = true;
-          break;
+        if (auto refusal = co_await acquire_backend(false)) {
+          if (refusal->fatal) {
+            co_await send_fatal(refusal->sqlstate, refusal->message, refusal->detail,
+                                refusal->hint);
+            stop = true;
+            break;
+          }
+          // Refusal is an answer, not a disconnect: an ERROR, then ReadyForQuery (at once for a
+          // Query or FunctionCall, at the next Sync for the extended protocol).
+          log::session().info("transaction_refused session={} sqlstate={} reason=\"{}\"", key_pid_,
+                              refusal->sqlstate, refusal->message);
+          pr::build_error_response(client_out_, pr::ErrorInfo{.severity = pr::Severity::Error,
+                                                              .sqlstate = refusal->sqlstate,
+                                                              .message = refusal->message,
+                                                              .detail = refusal->detail,
+                                                              .hint = refusal->hint});
+          skip_client_message(step, fwd, run_start, scanner.in_body());
+          if (type == pr::fe::kQuery || type == pr::fe::kFunctionCall) {
+            pr::build_ready_for_query(client_out_, pr::TxStatus::Idle);
+          } else {
+            discard_until_sync_ = true;
+          }
+          fwd += step.n;
+          continue;
         }
         start_backend_pump();
       }
@@ -437,7 +487,14 @@ awaitable<void> ClientSession::relay() {
     }
     add_input_piece(run_start, fwd);
     // Bytes of a message are forwarded but not all of it: the backend is waiting for the rest.
-    client_mid_message_ = framing_lost || scanner.in_body();
+    client_mid_message_ = framing_lost || (scanner.in_body() && !skip_body_);
+    if (!client_out_.empty()) {
+      // Sluice's own answers (refusals, a Sync without a backend) precede anything the backend
+      // will say about later messages of this batch, which it has not been sent yet.
+      co_await asio::async_write(client_, asio::buffer(client_out_), ec_token(ec));
+      client_out_.clear();
+      if (ec) break;
+    }
     if (!pieces_.empty() && backend_) {
       writing_to_backend_ = true;
       co_await asio::async_write(backend_->socket, gather(view), ec_token(ec));
