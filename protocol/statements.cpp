@@ -194,6 +194,15 @@ StatementMapper::Outcome StatementMapper::rewrite_parse(ByteView msg, BackendSta
   auto parse = read_parse(msg);
   if (!parse) return Outcome::Malformed;
   if (parse->statement.empty()) {
+    // DEALLOCATE ALL / DISCARD ALL sent through the extended protocol (as some drivers do)
+    // empties the backend's statements just as a simple Query would.
+    auto words = simple_words(parse->query);
+    bool all = words.size() == 2 && ((iequals(words[0], "DISCARD") && iequals(words[1], "ALL")) ||
+                                     (iequals(words[0], "DEALLOCATE") && iequals(words[1], "ALL")));
+    if (all) {
+      statements_.clear();
+      cache.clear();
+    }
     edits.expect(ResponseEdits::Edit::Keep);
     return Outcome::Forward;
   }

@@ -503,6 +503,12 @@ awaitable<void> ClientSession::relay() {
         backend_failed_ = true;
         break;
       }
+      if (can_detach()) {
+        // The backend answered everything before this write's completion was seen: wake the
+        // backend pump (blocked reading) so that it hands the backend back now.
+        error_code ignored;
+        backend_->socket.cancel(ignored);
+      }
     }
     in_.consume(fwd);
     if (stop || framing_lost || client_terminated_ || backend_failed_) break;
@@ -533,6 +539,10 @@ awaitable<void> ClientSession::backend_to_client() {
     in.reserve_tail(std::max(kRelayChunk, need));
     need = 0;
     std::size_t n = co_await b.socket.async_read_some(in.tail(), ec_token(ec));
+    if (ec == asio::error::operation_aborted && can_detach()) {
+      detach_backend();  // woken by relay() after its write: see there
+      co_return;
+    }
     if (ec) break;
     in.commit(n);
     pr::ByteView view = in.view();
