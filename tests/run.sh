@@ -3,8 +3,9 @@
 # builds, then runs every test with ctest: unit tests, fuzz-corpus replays, and the integration
 # tests, which start their own throwaway PostgreSQL 15. Exits with ctest's status.
 #
-# Usage: tests/run.sh [--asan]
+# Usage: tests/run.sh [--asan | --tsan]
 #   --asan  build in build-asan with -DSLUICE_SANITIZE=asan (address + undefined behaviour)
+#   --tsan  build in build-tsan with -DSLUICE_SANITIZE=tsan (data races; the [threads] tests)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -21,8 +22,14 @@ case "${1:-}" in
     # Symbolised stack traces for UBSan reports; ASan reports them by default.
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
     ;;
+  --tsan)
+    build_dir="$SLUICE_ROOT/build-tsan"
+    cmake_args=(-DSLUICE_SANITIZE=tsan)
+    # A process with a race report exits with status 66 at the end, so ctest counts it as failed.
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-second_deadlock_stack=1}
+    ;;
   *)
-    echo "usage: $0 [--asan]" >&2
+    echo "usage: $0 [--asan | --tsan]" >&2
     exit 2
     ;;
 esac
