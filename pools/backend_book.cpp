@@ -13,9 +13,9 @@ void BackendBook::set_pool_settings(PoolId pool, PoolSettings settings) {
   pools_.at(pool).settings = settings;
 }
 
-BackendId BackendBook::add_entry(PoolId pool, TimePoint now) {
+BackendId BackendBook::add_entry(PoolId pool, TimePoint now, std::uint64_t home) {
   BackendId id = next_id_++;
-  entries_.emplace(id, Entry{.pool = pool, .created = now, .last_used = now});
+  entries_.emplace(id, Entry{.pool = pool, .home = home, .created = now, .last_used = now});
   ++pools_[pool].counts.connecting;
   return id;
 }
@@ -56,26 +56,29 @@ std::optional<BackendId> BackendBook::oldest_idle_elsewhere(PoolId pool) const {
   return best;
 }
 
-Pick BackendBook::pick(PoolId pool, TimePoint now) {
+Pick BackendBook::pick(PoolId pool, TimePoint now, std::uint64_t home) {
   Pool& p = pools_.at(pool);
-  // Most recently used first. One past its lifetime is skipped, not handed out; reap() closes it.
-  for (auto it = p.idle.rbegin(); it != p.idle.rend(); ++it) {
-    BackendId id = *it;
-    Entry& e = entries_.at(id);
-    if (past_lifetime(e, p, now)) continue;
-    set_state(id, e, BackendState::Active);  // invalidates `it`; we return below
-    e.last_used = now;
-    return Pick{.kind = Pick::Kind::Idle, .id = id};
+  // Most recently used first, the caller's own loop's first of all. One past its lifetime is
+  // skipped, not handed out; reap() closes it.
+  for (bool any_home : {false, true}) {
+    for (auto it = p.idle.rbegin(); it != p.idle.rend(); ++it) {
+      BackendId id = *it;
+      Entry& e = entries_.at(id);
+      if ((!any_home && e.home != home) || past_lifetime(e, p, now)) continue;
+      set_state(id, e, BackendState::Active);  // invalidates `it`; we return below
+      e.last_used = now;
+      return Pick{.kind = Pick::Kind::Idle, .id = id};
+    }
   }
   const PoolCounts all = totals();
   if (max_connecting_ > 0 && all.connecting >= max_connecting_)
     return Pick{.kind = Pick::Kind::Busy};
   if (all.total() < max_) {
-    return Pick{.kind = Pick::Kind::Connect, .id = add_entry(pool, now)};
+    return Pick{.kind = Pick::Kind::Connect, .id = add_entry(pool, now, home)};
   }
   if (auto victim = oldest_idle_elsewhere(pool)) {
     remove(*victim);
-    return Pick{.kind = Pick::Kind::Evict, .id = add_entry(pool, now), .victim = *victim};
+    return Pick{.kind = Pick::Kind::Evict, .id = add_entry(pool, now, home), .victim = *victim};
   }
   return Pick{.kind = Pick::Kind::Busy};
 }

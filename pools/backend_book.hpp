@@ -62,7 +62,10 @@ class BackendBook {
   // Connections being opened at once at most (0 = no limit); beyond it pick() answers Busy.
   void set_max_connecting(std::uint32_t max) { max_connecting_ = max; }
 
-  Pick pick(PoolId pool, TimePoint now);
+  // `home` is an opaque tag of the caller's event loop: an idle backend opened by the same loop is
+  // preferred (its I/O then never crosses threads), else the most recently used one. New
+  // entries get the caller's home.
+  Pick pick(PoolId pool, TimePoint now, std::uint64_t home = 0);
   // Opens a connection that will go idle (min_pool_size warm-up); nullopt when there is no room.
   std::optional<BackendId> reserve_warm(PoolId pool, TimePoint now);
   // Connecting -> Active (`idle` false) or Idle (`idle` true, warm-up).
@@ -86,6 +89,7 @@ class BackendBook {
  private:
   struct Entry {
     PoolId pool = 0;
+    std::uint64_t home = 0;  // event loop that opened it
     BackendState state = BackendState::Connecting;
     TimePoint created{};
     TimePoint last_used{};
@@ -97,7 +101,7 @@ class BackendBook {
   };
 
   void set_state(BackendId id, Entry& e, BackendState to);
-  BackendId add_entry(PoolId pool, TimePoint now);
+  BackendId add_entry(PoolId pool, TimePoint now, std::uint64_t home = 0);
   bool past_lifetime(const Entry& e, const Pool& p, TimePoint now) const;
   std::optional<BackendId> oldest_idle_elsewhere(PoolId pool) const;
 

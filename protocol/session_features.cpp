@@ -218,7 +218,8 @@ bool is_reported_parameter(std::string_view name) {
 
 SessionFeature detect_session_feature(std::string_view sql) {
   Lexer lexer(sql);
-  std::vector<std::string_view> words;
+  // Called for every Query and Parse under transaction pooling: reuse the word list's storage.
+  thread_local std::vector<std::string_view> words;
   while (lexer.next_statement(words)) {
     SessionFeature f = classify(words);
     if (f != SessionFeature::None) return f;

@@ -158,6 +158,16 @@ std::vector<std::string> simple_words(std::string_view sql) {
   return words;
 }
 
+// True if the first word of `sql` (after white space) is `word`, case-insensitively: a cheap
+// test before simple_words(), which allocates.
+bool starts_with_word(std::string_view sql, std::string_view word) {
+  std::size_t i = 0;
+  while (i < sql.size() && std::isspace(static_cast<unsigned char>(sql[i])) != 0) ++i;
+  if (sql.size() - i < word.size() || !iequals(sql.substr(i, word.size()), word)) return false;
+  const std::size_t end = i + word.size();
+  return end == sql.size() || std::isalnum(static_cast<unsigned char>(sql[end])) == 0;
+}
+
 std::string identifier_value(const std::string& word) {
   if (!word.empty() && word.front() == '"') return word.substr(1);
   std::string lower = word;
@@ -196,7 +206,9 @@ StatementMapper::Outcome StatementMapper::rewrite_parse(ByteView msg, BackendSta
   if (parse->statement.empty()) {
     // DEALLOCATE ALL / DISCARD ALL sent through the extended protocol (as some drivers do)
     // empties the backend's statements just as a simple Query would.
-    auto words = simple_words(parse->query);
+    const bool maybe =
+        starts_with_word(parse->query, "DISCARD") || starts_with_word(parse->query, "DEALLOCATE");
+    auto words = maybe ? simple_words(parse->query) : std::vector<std::string>{};
     bool all = words.size() == 2 && ((iequals(words[0], "DISCARD") && iequals(words[1], "ALL")) ||
                                      (iequals(words[0], "DEALLOCATE") && iequals(words[1], "ALL")));
     if (all) {
@@ -235,6 +247,9 @@ StatementMapper::Outcome StatementMapper::rewrite_query(ByteView msg, BackendSta
                                                         Buffer& out) {
   auto sql = read_query(msg);
   if (!sql) return Outcome::Malformed;
+  if (!starts_with_word(*sql, "DISCARD") && !starts_with_word(*sql, "DEALLOCATE")) {
+    return Outcome::Forward;
+  }
   auto words = simple_words(*sql);
   if (words.size() == 2 && iequals(words[0], "DISCARD") && iequals(words[1], "ALL")) {
     statements_.clear();

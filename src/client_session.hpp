@@ -126,6 +126,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::vector<Piece> pieces_;
   protocol::Buffer scratch_;
   std::vector<asio::const_buffer> gather_;
+  std::vector<asio::const_buffer> backend_out_;  // the backend pump's gather list
   protocol::Buffer client_out_;      // Sluice's own answers to the client, written by relay()
   bool discard_until_sync_ = false;  // a refused extended-protocol batch is being skipped
   bool skip_body_ = false;           // the rest of a skipped message is still arriving

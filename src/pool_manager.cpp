@@ -167,6 +167,8 @@ awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> PoolManager::che
     Pool& pool, const Params& startup, std::uint32_t max_message_size) {
   auto ex = co_await asio::this_coro::executor;
   ServerState& s = *pool.server;
+  // The caller's event loop, so that it gets back a backend whose socket that loop serves.
+  const auto home = reinterpret_cast<std::uint64_t>(&asio::query(ex, asio::execution::context));
   for (int attempt = 0;; ++attempt) {
     std::shared_ptr<Backend> victim;
     std::shared_ptr<Backend> backend;
@@ -175,7 +177,7 @@ awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> PoolManager::che
     {
       std::lock_guard lock(mu_);
       auto now = Clock::now();
-      pick = s.book.pick(pool.book_id, now);
+      pick = s.book.pick(pool.book_id, now, home);
       if (pick.kind == pools::Pick::Kind::Idle) {
         backend = std::move(s.idle.at(pick.id));
         s.idle.erase(pick.id);

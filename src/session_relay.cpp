@@ -21,7 +21,6 @@ namespace pr = protocol;
 
 namespace {
 
-constexpr std::size_t kRelayChunk = 32 * 1024;
 // Query and Parse messages up to this size are inspected whole for session-state features;
 // beyond it only their first bytes are (a bulk INSERT need not be buffered whole).
 constexpr std::size_t kInspectMax = 64 * 1024;
@@ -190,15 +189,15 @@ void ClientSession::detach_backend() {
 // RESET statements; nothing when the backend already matches, which is the common case.
 awaitable<std::optional<BackendError>> ClientSession::sync_parameters(bool login) {
   Backend& b = *backend_;
-  Params desired;
+  Params login_desired;
   if (login) {
     for (const auto& [name, value] : b.defaults) {
-      if (is_settable(name)) desired.emplace_back(name, value);
+      if (is_settable(name)) login_desired.emplace_back(name, value);
     }
-    for (const auto& [name, value] : client_params_) set_param(desired, name, value);
-  } else {
-    desired = client_params_;
+    for (const auto& [name, value] : client_params_) set_param(login_desired, name, value);
   }
+  // After login the client's own list is what it expects (no copy: this runs per transaction).
+  const Params& desired = login ? login_desired : client_params_;
   std::string sql;
   for (const auto& [name, value] : desired) {
     if (!is_settable(name) || b.known_value(name) == value) continue;
@@ -385,6 +384,7 @@ bool ClientSession::rewrite_client_message(pr::ByteView view, const pr::ScanStep
 awaitable<void> ClientSession::relay() {
   auto cfg = rt_.config();
   pump_done_.emplace(client_.get_executor());
+  in_.release_memory();  // the small login-phase buffer; the relay takes a recycled one
   if (backend_) start_backend_pump();
   pr::StreamScanner scanner(pr::Direction::Frontend, cfg->max_message_size,
                             tx_mode_ ? kClientInspectTransaction : kClientInspectSession,
@@ -393,6 +393,11 @@ awaitable<void> ClientSession::relay() {
   error_code ec;
   std::size_t need = 0;  // size of a message whose start is buffered and that must be whole
   for (;;) {
+    if (!backend_ && in_.empty()) {
+      // Idle between transactions: wait for the client without holding a buffer.
+      co_await client_.async_wait(Socket::wait_read, ec_token(ec));
+      if (ec) break;
+    }
     in_.reserve_tail(std::max(kRelayChunk, need));
     need = 0;
     std::size_t n = co_await client_.async_read_some(in_.tail(), ec_token(ec));
@@ -533,7 +538,7 @@ awaitable<void> ClientSession::backend_to_client() {
   error_code ec;
   bool client_gone = false;
   std::size_t need = 0;
-  std::vector<asio::const_buffer> out;
+  std::vector<asio::const_buffer>& out = backend_out_;  // reused across transactions
   std::vector<std::string> not_prepared;
   for (;;) {
     in.reserve_tail(std::max(kRelayChunk, need));

@@ -5,8 +5,29 @@
 
 namespace sluice {
 
+namespace {
+// Recycled relay buffers of this thread (sessions are pinned to a thread).
+thread_local std::vector<std::vector<std::byte>> free_chunks;
+constexpr std::size_t kMaxFreeChunks = 64;
+}  // namespace
+
+void ReadBuffer::release_memory() {
+  if (!empty() || data_.empty()) return;
+  if (data_.size() == kRelayChunk && free_chunks.size() < kMaxFreeChunks) {
+    free_chunks.push_back(std::move(data_));
+  }
+  data_ = {};
+  begin_ = end_ = 0;
+}
+
 void ReadBuffer::reserve_tail(std::size_t n) {
   if (data_.size() - end_ >= n) return;
+  if (data_.empty() && n <= kRelayChunk && !free_chunks.empty()) {
+    data_ = std::move(free_chunks.back());
+    free_chunks.pop_back();
+    begin_ = end_ = 0;
+    return;
+  }
   if (begin_ > 0) {
     std::memmove(data_.data(), data_.data() + begin_, end_ - begin_);
     end_ -= begin_;

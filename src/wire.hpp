@@ -17,6 +17,9 @@
 
 namespace sluice {
 
+// The relay's read size; buffers of this size are recycled per thread.
+inline constexpr std::size_t kRelayChunk = 32 * 1024;
+
 class ReadBuffer {
  public:
   explicit ReadBuffer(std::size_t capacity = 0) : data_(capacity) {}
@@ -32,9 +35,10 @@ class ReadBuffer {
   asio::mutable_buffer tail() { return asio::buffer(data_.data() + end_, data_.size() - end_); }
   void commit(std::size_t n) { end_ += n; }
   std::size_t capacity() const { return data_.size(); }
-  void release_memory() {
-    if (empty()) std::vector<std::byte>().swap(data_), begin_ = end_ = 0;
-  }
+  // Gives the storage back when nothing is buffered (an idle client costs no buffer). Storage of
+  // the common size goes to a small per-thread free list, so a busy session does not allocate
+  // and zero 32 kB on every transaction.
+  void release_memory();
 
  private:
   std::vector<std::byte> data_;
