@@ -543,8 +543,8 @@ class PgBouncer(Pooler):
     name = "pgbouncer"
 
     def __init__(self, base: Path, pg: PgCluster, pool_mode: str = "transaction",
-                 pool_size: int = 20, max_client_conn: int = 12000) -> None:
-        super().__init__(base, pg)
+                 pool_size: int = 20, max_client_conn: int = 12000, tag: str = "") -> None:
+        super().__init__(base, pg, tag)
         self.pool_mode = pool_mode
         self.pool_size = pool_size
         self.max_client_conn = max_client_conn

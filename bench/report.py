@@ -112,13 +112,50 @@ class Results:
             e["scenario"] == scenario for e in self.errors)
 
 
-def load(results_path: Path) -> Results:
+def load_rows(results_path: Path) -> list[dict]:
     rows = []
     if results_path.exists():
         for line in results_path.read_text().splitlines():
             if line.strip():
-                rows.append(json.loads(line))
-    return Results(rows)
+                row = json.loads(line)
+                row.setdefault("run_id", "")  # records written before runs had ids
+                rows.append(row)
+    return rows
+
+
+def load(results_path: Path) -> Results:
+    return Results(load_rows(results_path))
+
+
+def latest_per_scenario(rows: list[dict]) -> tuple[list[dict], dict[str, str]]:
+    """results.jsonl accumulates runs. For each scenario, keep only the records of the latest
+    run (by run id, a UTC start time) that ran it: a table's ratios always come from one run,
+    and a partial --only run replaces only the sections it re-ran."""
+    latest: dict[str, str] = {}
+    for r in rows:
+        if r["scenario"] == "harness":
+            continue
+        if r["run_id"] >= latest.get(r["scenario"], ""):
+            latest[r["scenario"]] = r["run_id"]
+    kept = [r for r in rows if (r["scenario"] != "harness" and r["run_id"] == latest[r["scenario"]])
+            or (r["scenario"] == "harness" and r["run_id"] == max(latest.values(), default=""))]
+    return kept, latest
+
+
+def load_metas(meta_path: Path, runs_dir: Path | None) -> dict[str, dict]:
+    """run id -> that run's run.json ("" for the run of records that had no run id)."""
+    metas: dict[str, dict] = {}
+    if runs_dir is not None and runs_dir.is_dir():
+        for f in sorted(runs_dir.glob("*.json")):
+            try:
+                meta = json.loads(f.read_text())
+            except ValueError:
+                continue
+            metas[meta.get("run_id", f.stem)] = meta
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        metas.setdefault(meta.get("run_id", ""), meta)
+    return metas
 
 
 # ---- formatting ------------------------------------------------------------------------------
@@ -212,6 +249,38 @@ def section_throughput(res: Results, goals: list) -> str:
                "Sluice only (PgBouncer 1.18 cannot run it).\n")
     out.append(skipped_line(res, "throughput"))
     out.append("\n![throughput](plots/throughput.png)\n")
+    return "\n".join(out)
+
+
+def section_pool8(res: Results) -> str:
+    out = ["## 9. Small pool: `pgbench -S`, 64 clients, `-j 2`, pool 8\n"]
+    rows = []
+    for mode in ("simple", "extended", "prepared"):
+        m = {"mode": mode, "clients": 64}
+        v = {t: res.median("pool8", t, m, "tps") for t in TARGETS}
+        if all(x is None for x in v.values()):
+            continue
+        p99 = {t: res.median("pool8", t, m, "p99_ms") for t in TARGETS}
+        cpu = {t: res.median("pool8", t, m, "pooler_cpu_s_per_1000tx") for t in TARGETS}
+        cores = {t: res.median("pool8", t, m, "pooler_cores") for t in TARGETS}
+        rows.append([mode, "64", fmt(v["direct"]), fmt(v["pgbouncer"]), fmt(v["sluice"]),
+                     fmt_ratio(ratio(v["sluice"], v["pgbouncer"])),
+                     fmt_ratio(ratio(v["sluice"], v["direct"])),
+                     fmt(p99["direct"]), fmt(p99["pgbouncer"]), fmt(p99["sluice"]),
+                     fmt_small(cpu["pgbouncer"]), fmt_small(cpu["sluice"]),
+                     fmt_ratio(ratio(cpu["sluice"], cpu["pgbouncer"])),
+                     fmt(cores["pgbouncer"], 2), fmt(cores["sluice"], 2)])
+    out.append(table(["protocol", "clients", "direct TPS (64 conns)", "PgBouncer TPS",
+                      "Sluice TPS", "Sluice/PgBouncer", "Sluice/direct", "direct p99 ms",
+                      "PgBouncer p99 ms", "Sluice p99 ms", "PgBouncer CPU s/1000 tx",
+                      "Sluice CPU s/1000 tx", "CPU Sluice/PgBouncer", "PgBouncer cores",
+                      "Sluice cores"], rows))
+    out.append("\n64 clients share 8 server connections: dedicated PgBouncer "
+               "(`default_pool_size = 8`) and Sluice (`pool_size = 8`) instances in transaction "
+               "mode, started for this scenario and stopped after it; direct opens 64 "
+               "connections (no pool). CPU and p99 as in scenario 1. `-M prepared` runs against "
+               "Sluice only (PgBouncer 1.18 cannot run it).\n")
+    out.append(skipped_line(res, "pool8"))
     return "\n".join(out)
 
 
@@ -633,20 +702,50 @@ def plots(res: Results, sluice_info: dict) -> list[str]:
 # ---- the document ----------------------------------------------------------------------------
 
 
-def generate(results_path: Path, meta_path: Path) -> None:
-    res = load(results_path)
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+SECTION_SCENARIOS = {"throughput": ["throughput"], "hop": ["hop"], "churn": ["churn"],
+                     "idle": ["idle"], "slow": ["slow", "brownout"], "twoclass": ["twoclass"],
+                     "retrystorm": ["retrystorm"], "refusal": ["refusal"], "pool8": ["pool8"]}
+ALL_SCENARIOS = {"throughput", "hop", "churn", "idle", "slow", "brownout", "twoclass",
+                 "retrystorm", "refusal", "pool8"}
+
+
+def run_label(run_id: str, meta: dict) -> str:
+    kind = "quick" if meta.get("quick") else ("full" if meta else "?")
+    return (f"run {run_id or '(no id)'} ({kind}, `{meta.get('command', '?')}`, "
+            f"git {meta.get('git_revision', '?')})")
+
+
+def generate(results_path: Path, meta_path: Path, runs_dir: Path | None = None) -> None:
+    rows, latest = latest_per_scenario(load_rows(results_path))
+    res = Results(rows)
+    metas = load_metas(meta_path, runs_dir)
+    newest = max(latest.values(), default=None)
+    if newest is not None and newest in metas:
+        meta = metas[newest]
+    else:
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    used_runs = sorted(set(latest.values()))
     sluice_info = meta.get("sluice", {})
     plot_notes = plots(res, sluice_info)
     m = meta.get("machine", {})
     head = ["# Sluice benchmark results\n"]
-    if meta.get("quick"):
+    if meta.get("quick") or any(metas.get(r, {}).get("quick") for r in used_runs):
         head.append("> **Quick run** (`--quick`: short runs, one repetition): it checks that the "
                     "harness works end to end; its numbers are not measurements. Run "
                     "`bench/run.sh` for the full run.\n")
-    if set(meta.get("scenarios", [])) != {"throughput", "hop", "churn", "idle", "slow",
-                                           "brownout", "twoclass", "retrystorm", "refusal"}:
-        head.append(f"> Partial run: scenarios {', '.join(meta.get('scenarios', []))}.\n")
+    if len(used_runs) > 1 or set(meta.get("scenarios", [])) != ALL_SCENARIOS:
+        lines = ["> Sections come from more than one run: each scenario shows the latest run that "
+                 "ran it (results.jsonl accumulates runs; each section names its run). The header "
+                 "below describes the newest run.\n>"]
+        for r in reversed(used_runs):
+            shown = [s for s in sorted(latest, key=lambda x: x) if latest[s] == r]
+            rm = metas.get(r, {})
+            lines.append(f"> - {run_label(r, rm)}, started {rm.get('started', '?')}: "
+                         f"{', '.join(shown)}")
+        missing = sorted(ALL_SCENARIOS - set(latest))
+        if missing:
+            lines.append(f">\n> No records at all for: {', '.join(missing)}.")
+        head.append("\n".join(lines) + "\n")
     tx = sluice_info.get("transaction_mode")
     head.append("| | |\n|---|---|\n" + "".join(f"| {k} | {sanitize(str(v))} |\n" for k, v in [
         ("date", meta.get("started", "?")),
@@ -676,7 +775,17 @@ def generate(results_path: Path, meta_path: Path) -> None:
                 "Raw data: `bench/out/results.jsonl` (one object per measurement); how each "
                 "scenario works: bench/README.md.\n")
     goals: list = []
-    body = []
+    body: list[str] = []
+
+    def source(section: str) -> str:
+        runs = sorted({latest[s] for s in SECTION_SCENARIOS[section] if s in latest})
+        return "; ".join(f"*From {run_label(r, metas.get(r, {}))}, started "
+                         f"{metas.get(r, {}).get('started', '?')}.*" for r in runs)
+
+    def info_of(scenario: str) -> dict:
+        """Sluice facts (bulkhead verdicts, ...) of the run a section comes from."""
+        return metas.get(latest.get(scenario, ""), {}).get("sluice", sluice_info)
+
     if res.has("throughput"):
         body.append(section_throughput(res, goals))
     if res.has("hop"):
@@ -688,11 +797,20 @@ def generate(results_path: Path, meta_path: Path) -> None:
     if res.has("slow") or res.has("brownout"):
         body.append(section_slow(res))
     if res.has("twoclass"):
-        body.append(section_twoclass(res, sluice_info))
+        body.append(section_twoclass(res, info_of("twoclass")))
     if res.has("retrystorm"):
-        body.append(section_retrystorm(res, sluice_info))
+        body.append(section_retrystorm(res, info_of("retrystorm")))
     if res.has("refusal"):
-        body.append(section_refusal(res, sluice_info))
+        body.append(section_refusal(res, info_of("refusal")))
+    if res.has("pool8"):
+        body.append(section_pool8(res))
+    # each section names the run it comes from, right under its heading
+    sections = ["throughput", "hop", "churn", "idle", "slow", "twoclass", "retrystorm",
+                "refusal", "pool8"]
+    present = [sec for sec in sections if any(res.has(s) for s in SECTION_SCENARIOS[sec])]
+    for i, sec in enumerate(present):
+        head_line, _, rest = body[i].partition("\n")
+        body[i] = f"{head_line}\n\n{source(sec)}\n{rest}"
     doc = "\n".join(head) + "\n" + section_goals(goals) + "\n" + "\n".join(body)
     if res.errors:
         doc += "\n## Errors during the run\n\n"

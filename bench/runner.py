@@ -26,6 +26,7 @@ from harness import HarnessError, log  # noqa: E402
 
 RESULTS = harness.OUT_DIR / "results.jsonl"
 RUN_META = harness.OUT_DIR / "run.json"
+RUNS_DIR = harness.OUT_DIR / "runs"  # one run.json per run id (report.py merges runs)
 BUILD_DIR = harness.OUT_DIR / "build"
 
 
@@ -34,7 +35,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="short runs (3 s, brownout 15 s), 1 repetition: checks the harness")
     p.add_argument("--only", metavar="SCENARIO[,...]",
-                   help="scenarios by name (" + ", ".join(scenarios.ORDER) + ") or number 1-8")
+                   help="scenarios by name (" + ", ".join(scenarios.ORDER) + ") or number 1-9")
     p.add_argument("--targets", default="direct,pgbouncer,sluice",
                    help="comma-separated subset of direct,pgbouncer,sluice")
     p.add_argument("--pool-mode", choices=["transaction", "session"], default="transaction",
@@ -81,7 +82,7 @@ def main() -> int:
         harness.cleanup_from_state()
         return 0
     if args.report_only:
-        report.generate(RESULTS, RUN_META)
+        report.generate(RESULTS, RUN_META, RUNS_DIR)
         return 0
     install_signal_handlers()
     harness.cleanup_from_state()  # leftovers of an earlier run that was killed hard
@@ -103,7 +104,9 @@ def main() -> int:
         if not binary.exists():
             raise SystemExit(f"sluice binary {binary} not found")
 
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     meta = {
+        "run_id": run_id,
         "command": os.environ.get("BENCH_COMMAND") or "bench/run.py " + " ".join(sys.argv[1:]),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": harness.machine_info(),
@@ -115,7 +118,13 @@ def main() -> int:
         "sluice_binary": _describe_binary(binary, built=not args.sluice_bin),
         "fd_limit": _fd_limit(),
     }
-    RESULTS.write_text("")
+    # results.jsonl accumulates runs (each record carries its run_id); report.py shows, per
+    # scenario, the latest run that ran it, so a partial --only run keeps the other sections.
+    RUNS_DIR.mkdir(parents=True, exist_ok=True)
+
+    def write_meta() -> None:
+        RUN_META.write_text(json.dumps(meta, indent=2))
+        (RUNS_DIR / f"{run_id}.json").write_text(json.dumps(meta, indent=2))
     started = time.monotonic()
     base = harness.make_temp_dir("sluice-bench-")
     pg = harness.PgCluster(base, scale=settings.scale)
@@ -190,9 +199,27 @@ def main() -> int:
             return make_sluice(mode, "bulkhead-probe", extra, server_max=20).check_config()
 
         meta["sluice"] = sluice_info
-        RUN_META.write_text(json.dumps(meta, indent=2))
+        write_meta()
+        def pooler_factory(kind: str, pool_size: int, tag: str) -> harness.Pooler:
+            """A dedicated, started PgBouncer or Sluice (transaction mode) with this pool size;
+            stopped by the scenario, and at the end of the run as a backstop."""
+            if kind == "pgbouncer":
+                inst: harness.Pooler = harness.PgBouncer(base, pg, pool_size=pool_size, tag=tag)
+            elif kind == "sluice":
+                inst = harness.Sluice(base, pg, binary, pool_mode="transaction",
+                                      pool_size=pool_size, tag=tag,
+                                      threads=args.sluice_threads)
+                ok, out = inst.check_config()
+                if not ok:
+                    raise HarnessError(out)
+            else:
+                raise HarnessError(f"unknown pooler {kind!r}")
+            inst.start()
+            extra_instances.append(inst)
+            return inst
+
         bench = scenarios.Bench(settings, pg, base, targets, sluice_info, RESULTS, factory,
-                                probe_extra)
+                                probe_extra, pooler_factory, run_id)
         for name in chosen:
             log(f"=== scenario {name} ===")
             try:
@@ -202,12 +229,12 @@ def main() -> int:
                 bench.record(name, "harness", {}, 0,
                              {"error": f"{type(exc).__name__}: {str(exc)[:2000]}"},
                              status="error")
-            RUN_META.write_text(json.dumps(meta, indent=2))
+            write_meta()
         meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         meta["elapsed_s"] = round(time.monotonic() - started, 1)
         meta["pooler_restarts"] = {p.name + (f"-{p.tag}" if p.tag else ""): p.restarts
                                    for p in poolers if p.restarts}
-        RUN_META.write_text(json.dumps(meta, indent=2))
+        write_meta()
     except KeyboardInterrupt:
         log("interrupted: cleaning up")
         return 130
@@ -223,7 +250,7 @@ def main() -> int:
                 shutil.copy(src, logs / name)
         shutil.rmtree(base, ignore_errors=True)
         harness.cleanup_from_state()
-    report.generate(RESULTS, RUN_META)
+    report.generate(RESULTS, RUN_META, RUNS_DIR)
     log(f"done in {time.monotonic() - started:.0f} s: bench/RESULTS.md, bench/plots/, "
         "bench/out/results.jsonl")
     return 0

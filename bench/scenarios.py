@@ -34,9 +34,10 @@ SLO_MS = 500.0  # brownout goodput: transactions answered within this latency
 
 # Scenario names, in run order, and the issue's numbers for --only.
 ORDER = ["throughput", "hop", "churn", "idle", "slow", "brownout", "twoclass", "retrystorm",
-         "refusal"]
+         "refusal", "pool8"]
 NUMBERS = {"1": ["throughput"], "2": ["hop"], "3": ["churn"], "4": ["idle"],
-           "5": ["slow", "brownout"], "6": ["twoclass"], "7": ["retrystorm"], "8": ["refusal"]}
+           "5": ["slow", "brownout"], "6": ["twoclass"], "7": ["retrystorm"], "8": ["refusal"],
+           "9": ["pool8"]}
 # Scenarios in which Sluice in session mode is still a meaningful comparison.
 SESSION_OK = {"hop", "churn"}
 
@@ -176,7 +177,9 @@ class DbMonitor:
 class Bench:
     def __init__(self, settings: Settings, pg: harness.PgCluster, base: Path,
                  targets: dict[str, Target], sluice_info: dict, results_path: Path,
-                 sluice_factory, sluice_probe) -> None:
+                 sluice_factory, sluice_probe, pooler_factory=None,
+                 run_id: str = "") -> None:
+        self.run_id = run_id
         self.s = settings
         self.pg = pg
         self.base = base
@@ -185,13 +188,16 @@ class Bench:
         self.results_path = results_path
         self.sluice_factory = sluice_factory  # (extra_toml, tag) -> a started Sluice
         self.sluice_probe = sluice_probe      # (extra_toml) -> (accepted, --check-config output)
+        # (kind "pgbouncer"|"sluice", pool_size, tag) -> a started dedicated instance
+        self.pooler_factory = pooler_factory
         self.work = Path(tempfile.mkdtemp(prefix="runs-", dir=base))
 
     # -- recording
 
     def record(self, scenario: str, target: str, params: dict, rep: int, metrics: dict,
                status: str = "ok", note: str | None = None) -> None:
-        obj = {"scenario": scenario, "target": target, "params": params, "repetition": rep,
+        obj = {"run_id": self.run_id, "scenario": scenario, "target": target, "params": params,
+               "repetition": rep,
                "status": status, "metrics": metrics, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if note:
             obj["note"] = note
@@ -897,9 +903,65 @@ def refusal_direct(b: Bench, t: Target) -> dict:
     return m
 
 
+# ---- scenario 9: throughput over a pool of 8 -------------------------------------------------
+
+
+POOL8_SIZE = 8
+POOL8_CLIENTS = 64
+
+
+def pool8(b: Bench) -> None:
+    """`pgbench -S`, 64 clients (-j 2) over 8 server connections: dedicated PgBouncer
+    (default_pool_size 8) and Sluice (pool_size 8) instances, transaction mode; direct has 64
+    connections (no pool). Same accounting as `throughput`."""
+    cases = [{"mode": mode, "clients": POOL8_CLIENTS} for mode in ("simple", "extended",
+                                                                     "prepared")]
+    skip = b.sluice_skip_reason("pool8")
+    if "sluice" in b.targets and b.targets["sluice"].pool_mode != "transaction":
+        skip = skip or "skipped: sluice runs in session mode"
+    if skip:
+        b.skip_all("pool8", cases, skip)
+    targets: dict[str, Target] = {}
+    started: list[harness.Pooler] = []
+    try:
+        for name in b.target_order(1):
+            if name == "direct":
+                targets[name] = b.targets[name]
+            elif name == "sluice" and skip:
+                continue
+            else:
+                if b.pooler_factory is None:
+                    raise HarnessError("pool8 needs dedicated pooler instances (no factory)")
+                inst = b.pooler_factory(name, POOL8_SIZE, "pool8")
+                started.append(inst)
+                targets[name] = Target(name, inst.port, inst, "transaction",
+                                       f"dedicated instance, pool size {POOL8_SIZE}")
+                log(f"pool8: dedicated {name} on 127.0.0.1:{inst.port} (pool size {POOL8_SIZE})")
+        for rep in range(1, b.s.reps + 1):
+            for case in cases:
+                for name in b.target_order(rep):
+                    if name not in targets:
+                        continue
+                    if case["mode"] == "prepared" and name != "sluice":
+                        continue  # PgBouncer 1.18 cannot run it
+                    t = targets[name]
+                    note = b.ensure_up(t)
+                    m = b.pgbench(t, case["clients"], b.s.duration, mode=case["mode"],
+                                  sampling=0.1)
+                    note = note or b.check_alive_after(t)
+                    params = dict(case, threads=2,
+                                  pool_size=None if name == "direct" else POOL8_SIZE,
+                                  pool_mode=t.pool_mode, duration_s=b.s.duration)
+                    b.record("pool8", name, params, rep, m, status=pgbench_status(m),
+                             note=note or m.get("first_error") or m.get("error"))
+    finally:
+        for inst in started:
+            inst.stop()
+
+
 SCENARIOS = {"throughput": throughput, "hop": hop, "churn": churn, "idle": idle, "slow": slow,
              "brownout": brownout, "twoclass": twoclass, "retrystorm": retrystorm,
-             "refusal": refusal}
+             "refusal": refusal, "pool8": pool8}
 
 
 def select(only: str | None) -> list[str]:
@@ -916,5 +978,5 @@ def select(only: str | None) -> list[str]:
             chosen.add(item)
         else:
             raise SystemExit(f"unknown scenario {item!r}; choose from "
-                             f"{', '.join(ORDER)} or 1-8")
+                             f"{', '.join(ORDER)} or 1-9")
     return [s for s in ORDER if s in chosen]

@@ -45,12 +45,23 @@ void BackendStatementCache::clear() {
 
 // ---- ResponseEdits ---------------------------------------------------------------------------
 
-void ResponseEdits::expect(Edit edit, std::string prepared) {
-  pending_.push_back(Pending{edit, sent_groups_, std::move(prepared)});
+void ResponseEdits::expect(Edit edit, std::string prepared, std::string client_name) {
+  pending_.push_back(Pending{edit, sent_groups_, std::move(prepared), std::move(client_name)});
+}
+
+void ResponseEdits::drop_group(std::uint64_t group, std::vector<std::string>& not_prepared,
+                               std::vector<std::string>& not_defined) {
+  while (!pending_.empty() && pending_.front().group == group) {
+    Pending& p = pending_.front();
+    if (!p.prepared.empty()) not_prepared.push_back(std::move(p.prepared));
+    if (!p.client_name.empty()) not_defined.push_back(std::move(p.client_name));
+    pending_.pop_front();
+  }
 }
 
 ResponseEdits::Edit ResponseEdits::on_backend_message(char type,
-                                                      std::vector<std::string>& not_prepared) {
+                                                      std::vector<std::string>& not_prepared,
+                                                      std::vector<std::string>& not_defined) {
   switch (type) {
     case '1':    // ParseComplete
     case '3': {  // CloseComplete
@@ -60,14 +71,10 @@ ResponseEdits::Edit ResponseEdits::on_backend_message(char type,
       return e;
     }
     case 'E':  // ErrorResponse: the backend now skips to the end of the current group
-      while (!pending_.empty() && pending_.front().group == received_groups_) {
-        if (!pending_.front().prepared.empty()) {
-          not_prepared.push_back(std::move(pending_.front().prepared));
-        }
-        pending_.pop_front();
-      }
+      drop_group(received_groups_, not_prepared, not_defined);
       return Edit::Keep;
-    case 'Z':  // ReadyForQuery ends a group
+    case 'Z':  // ReadyForQuery ends a group; entries still pending were skipped after an error
+      drop_group(received_groups_, not_prepared, not_defined);
       ++received_groups_;
       return Edit::Keep;
     default:
@@ -177,6 +184,13 @@ std::string identifier_value(const std::string& word) {
 
 }  // namespace
 
+std::string_view StatementMapper::client_name_of(std::string_view backend_name) const {
+  for (const auto& [client_name, def] : statements_) {
+    if (def.backend_name == backend_name) return client_name;
+  }
+  return {};
+}
+
 const StatementDef* StatementMapper::find(std::string_view client_name) const {
   auto it = statements_.find(std::string(client_name));
   return it == statements_.end() ? nullptr : &it->second;
@@ -204,30 +218,37 @@ StatementMapper::Outcome StatementMapper::rewrite_parse(ByteView msg, BackendSta
   auto parse = read_parse(msg);
   if (!parse) return Outcome::Malformed;
   if (parse->statement.empty()) {
-    // DEALLOCATE ALL / DISCARD ALL sent through the extended protocol (as some drivers do)
-    // empties the backend's statements just as a simple Query would.
-    const bool maybe =
-        starts_with_word(parse->query, "DISCARD") || starts_with_word(parse->query, "DEALLOCATE");
-    auto words = maybe ? simple_words(parse->query) : std::vector<std::string>{};
-    bool all = words.size() == 2 && ((iequals(words[0], "DISCARD") && iequals(words[1], "ALL")) ||
-                                     (iequals(words[0], "DEALLOCATE") && iequals(words[1], "ALL")));
-    if (all) {
-      statements_.clear();
-      cache.clear();
-    }
+    // DEALLOCATE / DISCARD ALL sent through the extended protocol are handled as in a Query.
+    auto replacement = rewrite_deallocate(parse->query, cache, edits, out);
     edits.expect(ResponseEdits::Edit::Keep);
-    return Outcome::Forward;
+    if (!replacement) return Outcome::Forward;
+    MessageWriter(out)
+        .begin('P')
+        .add_cstring("")
+        .add_cstring(*replacement)
+        .add_u16(parse->param_type_count)
+        .add_bytes(parse->param_types)
+        .finish();
+    return Outcome::Rewritten;
   }
   const std::size_t body_offset = 5 + parse->statement.size() + 1;
   auto body = std::make_shared<const std::string>(
       reinterpret_cast<const char*>(msg.data()) + body_offset, msg.size() - body_offset);
+  if (const StatementDef* existing = find(parse->statement)) {
+    // PostgreSQL refuses to redefine a name (42P05) and keeps the first definition: have the
+    // backend refuse a Parse under the existing statement's backend name.
+    ensure_prepared(*existing, cache, edits, out);
+    append_parse(out, existing->backend_name, *body);
+    edits.expect(ResponseEdits::Edit::Keep);
+    return Outcome::Rewritten;
+  }
   StatementDef def{name_fn_(*body), body};
   statements_[std::string(parse->statement)] = def;
   const std::string* have = cache.find(def.backend_name);
   if (have != nullptr && *have == *body) {
     // Already prepared on this backend: a no-op Close answers in the Parse's place.
     append_close_statement(out, kNoopStatement);
-    edits.expect(ResponseEdits::Edit::AsParseComplete);
+    edits.expect(ResponseEdits::Edit::AsParseComplete, {}, std::string(parse->statement));
     return Outcome::Rewritten;
   }
   if (have != nullptr) cache.erase(def.backend_name);
@@ -239,45 +260,51 @@ StatementMapper::Outcome StatementMapper::rewrite_parse(ByteView msg, BackendSta
   }
   append_close_before_parse(out, def.backend_name, edits);
   append_parse(out, def.backend_name, *body);
-  edits.expect(ResponseEdits::Edit::Keep, def.backend_name);
+  edits.expect(ResponseEdits::Edit::Keep, def.backend_name, std::string(parse->statement));
   return Outcome::Rewritten;
 }
 
-StatementMapper::Outcome StatementMapper::rewrite_query(ByteView msg, BackendStatementCache& cache,
-                                                        Buffer& out) {
-  auto sql = read_query(msg);
-  if (!sql) return Outcome::Malformed;
-  if (!starts_with_word(*sql, "DISCARD") && !starts_with_word(*sql, "DEALLOCATE")) {
-    return Outcome::Forward;
+// DEALLOCATE, DEALLOCATE ALL and DISCARD ALL in SQL text (a Query, or an unnamed Parse: psycopg
+// 3.1 deallocates that way). Returns the SQL to run instead, or nullopt to run `sql` unchanged.
+// `DEALLOCATE name` of a client's protocol-level statement becomes DEALLOCATE of its backend
+// statement, made sure to exist first, so the command tag and the outcome match PostgreSQL's.
+std::optional<std::string> StatementMapper::rewrite_deallocate(std::string_view sql,
+                                                               BackendStatementCache& cache,
+                                                               ResponseEdits& edits, Buffer& out) {
+  if (!starts_with_word(sql, "DISCARD") && !starts_with_word(sql, "DEALLOCATE")) {
+    return std::nullopt;
   }
-  auto words = simple_words(*sql);
+  auto words = simple_words(sql);
   if (words.size() == 2 && iequals(words[0], "DISCARD") && iequals(words[1], "ALL")) {
     statements_.clear();
     cache.clear();
-    return Outcome::Forward;
+    return std::nullopt;
   }
-  if (words.empty() || !iequals(words[0], "DEALLOCATE")) return Outcome::Forward;
+  if (words.empty() || !iequals(words[0], "DEALLOCATE")) return std::nullopt;
   std::size_t i = 1;
   if (i < words.size() && iequals(words[i], "PREPARE")) ++i;
-  if (i + 1 != words.size()) return Outcome::Forward;
+  if (i + 1 != words.size()) return std::nullopt;
   if (iequals(words[i], "ALL")) {
     statements_.clear();
     cache.clear();
-    return Outcome::Forward;
+    return std::nullopt;
   }
   auto it = statements_.find(identifier_value(words[i]));
-  if (it == statements_.end()) return Outcome::Forward;  // an SQL-level statement, or an error
-  std::string backend_name = it->second.backend_name;
+  if (it == statements_.end()) return std::nullopt;  // an SQL-level statement, or an error
+  StatementDef def = it->second;
   statements_.erase(it);
-  std::string replacement;
-  if (cache.find(backend_name) != nullptr) {
-    replacement = "DEALLOCATE " + backend_name;
-    cache.erase(backend_name);
-  } else {
-    replacement = "DEALLOCATE ALL";  // not on this backend: same answer, no error
-    cache.clear();
-  }
-  MessageWriter(out).begin('Q').add_cstring(replacement).finish();
+  ensure_prepared(def, cache, edits, out);
+  cache.erase(def.backend_name);  // the DEALLOCATE removes it from the backend
+  return "DEALLOCATE " + def.backend_name;
+}
+
+StatementMapper::Outcome StatementMapper::rewrite_query(ByteView msg, BackendStatementCache& cache,
+                                                        ResponseEdits& edits, Buffer& out) {
+  auto sql = read_query(msg);
+  if (!sql) return Outcome::Malformed;
+  auto replacement = rewrite_deallocate(*sql, cache, edits, out);
+  if (!replacement) return Outcome::Forward;
+  MessageWriter(out).begin('Q').add_cstring(*replacement).finish();
   return Outcome::Rewritten;
 }
 
@@ -324,7 +351,7 @@ StatementMapper::Outcome StatementMapper::rewrite(ByteView msg, BackendStatement
       return Outcome::Rewritten;
     }
     case 'Q':
-      return rewrite_query(msg, cache, out);
+      return rewrite_query(msg, cache, edits, out);
     default:
       return Outcome::Forward;
   }

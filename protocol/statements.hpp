@@ -23,6 +23,7 @@
 #include <deque>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -66,14 +67,18 @@ class ResponseEdits {
     AsParseComplete,  // a no-op Close stood in for a Parse: forward it as ParseComplete
   };
   // A Parse or Close was sent; `prepared` names the backend statement a Parse creates (erased
-  // from the cache again if the Parse never completes).
-  void expect(Edit edit, std::string prepared = {});
+  // from the cache again if the Parse never completes), `client_name` the client's statement it
+  // defines (forgotten again if the Parse never completes, as PostgreSQL forgets it).
+  void expect(Edit edit, std::string prepared = {}, std::string client_name = {});
   // A Query, Sync or FunctionCall was sent: the end of a group (it is answered by ReadyForQuery).
   void group_sent() { ++sent_groups_; }
   // What to do with a backend message of `type`. On an ErrorResponse inside an extended-protocol
-  // group, the backend skips the rest of the group: its pending entries are dropped and the names
-  // their Parses would have created are appended to `not_prepared`.
-  Edit on_backend_message(char type, std::vector<std::string>& not_prepared);
+  // group, the backend skips the rest of the group: its pending entries are dropped (so are any
+  // still pending when the group's ReadyForQuery arrives: they were sent after the error), the
+  // backend names their Parses would have created are appended to `not_prepared`, and the client
+  // names they would have defined to `not_defined`.
+  Edit on_backend_message(char type, std::vector<std::string>& not_prepared,
+                          std::vector<std::string>& not_defined);
   bool empty() const { return pending_.empty(); }
   void clear();
 
@@ -82,7 +87,10 @@ class ResponseEdits {
     Edit edit;
     std::uint64_t group;
     std::string prepared;
+    std::string client_name;
   };
+  void drop_group(std::uint64_t group, std::vector<std::string>& not_prepared,
+                  std::vector<std::string>& not_defined);
   std::deque<Pending> pending_;
   std::uint64_t sent_groups_ = 0;
   std::uint64_t received_groups_ = 0;
@@ -117,12 +125,19 @@ class StatementMapper {
 
   std::size_t size() const { return statements_.size(); }
   bool empty() const { return statements_.empty(); }
+  // A client Parse failed (or was skipped after an error): the name is not defined after all.
+  void forget(const std::string& client_name) { statements_.erase(client_name); }
   const StatementDef* find(std::string_view client_name) const;
+  // This client's name for a backend statement ("" if none): error texts show the client's names.
+  std::string_view client_name_of(std::string_view backend_name) const;
 
  private:
   Outcome rewrite_parse(ByteView msg, BackendStatementCache& cache, ResponseEdits& edits,
                         Buffer& out);
-  Outcome rewrite_query(ByteView msg, BackendStatementCache& cache, Buffer& out);
+  Outcome rewrite_query(ByteView msg, BackendStatementCache& cache, ResponseEdits& edits,
+                        Buffer& out);
+  std::optional<std::string> rewrite_deallocate(std::string_view sql, BackendStatementCache& cache,
+                                                ResponseEdits& edits, Buffer& out);
   // Appends a Parse of `def` to `out` if `cache` lacks it (its response dropped).
   void ensure_prepared(const StatementDef& def, BackendStatementCache& cache, ResponseEdits& edits,
                        Buffer& out);

@@ -22,6 +22,7 @@
 #include "src/pool_manager.hpp"
 #include "src/wire.hpp"
 
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -75,6 +76,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void add_input_piece(std::size_t from, std::size_t to);
   const std::vector<asio::const_buffer>& gather(protocol::ByteView input);
   bool can_detach() const;
+  std::optional<protocol::Buffer> rename_statements_in_error(protocol::ByteView msg) const;
   void start_backend_pump();
   void arm_idle_transaction_timer();
   void disarm_idle_transaction_timer();
@@ -126,7 +128,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::vector<Piece> pieces_;
   protocol::Buffer scratch_;
   std::vector<asio::const_buffer> gather_;
-  std::vector<asio::const_buffer> backend_out_;  // the backend pump's gather list
+  std::vector<asio::const_buffer> backend_out_;        // the backend pump's gather list
+  std::deque<protocol::Buffer> backend_replacements_;  // rewritten backend messages of a batch
   protocol::Buffer client_out_;      // Sluice's own answers to the client, written by relay()
   bool discard_until_sync_ = false;  // a refused extended-protocol batch is being skipped
   bool skip_body_ = false;           // the rest of a skipped message is still arriving
@@ -139,6 +142,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool backend_failed_ = false;
   bool client_terminated_ = false;  // client sent Terminate
   bool writing_to_backend_ = false;
+  bool woken_for_detach_ = false;  // relay() cancelled the backend read to hand the backend back
   bool backend_pump_running_ = false;
   std::optional<asio::steady_timer> pump_done_;      // cancelled when the backend pump ends
   std::optional<asio::steady_timer> idle_tx_timer_;  // idle_transaction_timeout

@@ -290,6 +290,33 @@ bool ClientSession::can_detach() const {
 
 // ---- 5. relay --------------------------------------------------------------------------------
 
+// An ErrorResponse that names a backend statement ("sluice_…"), rewritten with this client's
+// name for it; nullopt when there is nothing to rename.
+std::optional<pr::Buffer> ClientSession::rename_statements_in_error(pr::ByteView msg) const {
+  std::string_view raw(reinterpret_cast<const char*>(msg.data()), msg.size());
+  if (raw.find("\"sluice_") == std::string_view::npos) return std::nullopt;
+  auto fields = pr::read_error_fields(msg);
+  if (!fields) return std::nullopt;
+  pr::Buffer out;
+  pr::MessageWriter w(out);
+  w.begin(pr::be::kErrorResponse);
+  for (const auto& [code, value] : fields->fields) {
+    std::string text(value);
+    for (std::size_t pos = text.find("\"sluice_"); pos != std::string::npos;
+         pos = text.find("\"sluice_", pos + 1)) {
+      std::size_t end = text.find('"', pos + 1);
+      if (end == std::string::npos) break;
+      std::string_view client =
+          statements_.client_name_of(std::string_view(text).substr(pos + 1, end - pos - 1));
+      if (!client.empty()) text.replace(pos + 1, end - pos - 1, client);
+    }
+    w.add_u8(static_cast<std::uint8_t>(code)).add_cstring(text);
+  }
+  w.add_u8(0);
+  w.finish();
+  return out;
+}
+
 // Called when the backend has answered everything and the client holds it inside a transaction.
 void ClientSession::arm_idle_transaction_timer() {
   const auto timeout = pool_->db.idle_transaction_timeout;
@@ -511,6 +538,7 @@ awaitable<void> ClientSession::relay() {
       if (can_detach()) {
         // The backend answered everything before this write's completion was seen: wake the
         // backend pump (blocked reading) so that it hands the backend back now.
+        woken_for_detach_ = true;
         error_code ignored;
         backend_->socket.cancel(ignored);
       }
@@ -540,13 +568,21 @@ awaitable<void> ClientSession::backend_to_client() {
   std::size_t need = 0;
   std::vector<asio::const_buffer>& out = backend_out_;  // reused across transactions
   std::vector<std::string> not_prepared;
+  std::vector<std::string> not_defined;
   for (;;) {
     in.reserve_tail(std::max(kRelayChunk, need));
     need = 0;
     std::size_t n = co_await b.socket.async_read_some(in.tail(), ec_token(ec));
-    if (ec == asio::error::operation_aborted && can_detach()) {
-      detach_backend();  // woken by relay() after its write: see there
-      co_return;
+    if (ec == asio::error::operation_aborted && woken_for_detach_) {
+      // Woken by relay() after its write (see there). By now relay() may have sent the client's
+      // next message to this backend: then there is nothing to hand back; read on.
+      woken_for_detach_ = false;
+      if (can_detach()) {
+        detach_backend();
+        co_return;
+      }
+      ec.clear();
+      continue;
     }
     if (ec) break;
     in.commit(n);
@@ -581,8 +617,19 @@ awaitable<void> ClientSession::backend_to_client() {
         }
         if (tx_mode_) {
           not_prepared.clear();
-          auto edit = edits_.on_backend_message(type, not_prepared);
+          not_defined.clear();
+          auto edit = edits_.on_backend_message(type, not_prepared, not_defined);
           for (const auto& name : not_prepared) b.statements.erase(name);
+          for (const auto& name : not_defined) statements_.forget(name);
+          if (type == pr::be::kErrorResponse) {
+            if (auto renamed = rename_statements_in_error(msg)) {
+              // The client must read its own statement names, not Sluice's backend names.
+              if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
+              backend_replacements_.push_back(std::move(*renamed));
+              out.emplace_back(asio::buffer(backend_replacements_.back()));
+              run_start = fwd + step.n;
+            }
+          }
           if (edit == pr::ResponseEdits::Edit::Drop) {
             if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
             run_start = fwd + step.n;
@@ -597,6 +644,7 @@ awaitable<void> ClientSession::backend_to_client() {
     if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
     if (!out.empty()) {
       co_await asio::async_write(client_, out, ec_token(ec));
+      backend_replacements_.clear();
       if (ec) {
         client_gone = true;
         in.consume(fwd);

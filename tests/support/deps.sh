@@ -9,6 +9,7 @@ SLUICE_PACKAGES=(
   libboost-dev libssl-dev libspdlog-dev libfmt-dev prometheus-cpp-dev libtoml11-dev
   catch2 libpq-dev
   postgresql-15 postgresql-client-15 python3-psycopg python3-pytest
+  python3-asyncpg
 )
 
 # Prints the packages of SLUICE_PACKAGES that are not installed, one per line.
@@ -26,7 +27,10 @@ sluice_ensure_packages() {
   local missing
   missing=$(sluice_missing_packages | tr '\n' ' ')
   missing=${missing% }
-  [[ -z "$missing" ]] && return 0
+  if [[ -z "$missing" ]]; then
+    sluice_ensure_node_modules
+    return 0
+  fi
   if [[ "$(id -u)" -ne 0 ]]; then
     echo "Missing Debian packages: $missing" >&2
     echo "Install them as root:  apt-get install -y $missing" >&2
@@ -37,6 +41,20 @@ sluice_ensure_packages() {
   apt-get update
   # shellcheck disable=SC2086  # word splitting into package names is intended
   apt-get install -y --no-install-recommends $missing
+  sluice_ensure_node_modules
+}
+
+# The Node.js driver test's packages (tests/integration/node: exact versions from its
+# package-lock.json, from the npm registry) with the machine's node and npm. Does nothing without
+# them (that test then skips), or when node_modules is newer than the lock file. Quiet; a failure
+# is only reported, since the test runs `npm ci` itself when node_modules is missing.
+sluice_ensure_node_modules() {
+  local dir="$SLUICE_ROOT/tests/integration/node"
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || return 0
+  [[ -f "$dir/package-lock.json" ]] || return 0
+  [[ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]] && return 0
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
+    echo "npm ci in tests/integration/node failed; the Node.js driver test will retry it" >&2
 }
 
 # sluice_configure BUILD_DIR [CMAKE_ARGS...]: Ninja, RelWithDebInfo, warnings are errors.

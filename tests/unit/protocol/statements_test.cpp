@@ -120,7 +120,8 @@ std::vector<Edit> answer(ResponseEdits& edits, std::string_view types,
                          std::vector<std::string>* not_prepared = nullptr) {
   std::vector<Edit> out;
   std::vector<std::string> np;
-  for (char t : types) out.push_back(edits.on_backend_message(t, np));
+  std::vector<std::string> nd;
+  for (char t : types) out.push_back(edits.on_backend_message(t, np, nd));
   if (not_prepared != nullptr) *not_prepared = std::move(np);
   return out;
 }
@@ -392,7 +393,8 @@ TEST_CASE("DEALLOCATE of a client statement becomes DEALLOCATE of its backend na
   CHECK(cache.size() == 1);
 }
 
-TEST_CASE("DEALLOCATE of a statement not on this backend becomes DEALLOCATE ALL", "[protocol]") {
+TEST_CASE("DEALLOCATE of a statement not on this backend prepares it there first",
+          "[protocol]") {
   StatementMapper m(fake_name);
   BackendStatementCache first_backend(10);
   BackendStatementCache other(10);
@@ -400,9 +402,19 @@ TEST_CASE("DEALLOCATE of a statement not on this backend becomes DEALLOCATE ALL"
   Buffer out;
   REQUIRE(rewrite(m, parse("s", "SELECT 1"), first_backend, edits, out) == Outcome::Rewritten);
   REQUIRE(rewrite(m, parse("t", "SELECT 2"), other, edits, out) == Outcome::Rewritten);
+  out.clear();
+  edits.clear();
   REQUIRE(rewrite(m, query("DEALLOCATE s"), other, edits, out) == Outcome::Rewritten);
-  CHECK(out == query_bytes("DEALLOCATE ALL"));
-  CHECK(other.size() == 0);
+  // Close and Parse of the statement (their answers dropped), then DEALLOCATE of it: the client
+  // gets the DEALLOCATE tag, and other clients' statements on this backend stay.
+  const std::string x = backend_name("SELECT 1");
+  const Bytes tail = query_bytes("DEALLOCATE " + x);
+  REQUIRE(out.size() > tail.size());
+  CHECK(Bytes(out.end() - static_cast<std::ptrdiff_t>(tail.size()), out.end()) == tail);
+  CHECK(static_cast<char>(out[0]) == 'C');
+  CHECK(answer(edits, "31") == std::vector<Edit>{Edit::Drop, Edit::Drop});
+  CHECK(other.size() == 1);
+  CHECK(other.find(x) == nullptr);
   CHECK(m.find("s") == nullptr);
   CHECK(m.find("t") != nullptr);
 }
@@ -830,10 +842,13 @@ std::string exchange(Client& client, Backend& backend, const std::vector<Bytes>&
   }
   std::string seen;
   std::vector<std::string> not_prepared;
+  std::vector<std::string> not_defined;
   for (char type : backend.server.run(wire)) {
     not_prepared.clear();
-    const Edit e = client.edits.on_backend_message(type, not_prepared);
+    not_defined.clear();
+    const Edit e = client.edits.on_backend_message(type, not_prepared, not_defined);
     for (const std::string& name : not_prepared) backend.cache.erase(name);
+    for (const std::string& name : not_defined) client.mapper.forget(name);
     if (e == Edit::Drop) continue;
     if (e == Edit::AsParseComplete) {
       CHECK(type == '3');
