@@ -74,7 +74,7 @@ struct Config {
   std::uint32_t max_message_size = 64 * 1024 * 1024;
   std::uint32_t threads = 0;  // 0 = number of cores
   std::string log_level = "info";
-  std::uint32_t scram_iterations = 4096;  // for verifiers derived from plain-text secrets
+  std::uint32_t scram_iterations = 4096;        // for verifiers derived from plain-text secrets
   std::uint32_t max_prepared_statements = 256;  // per backend, transaction pooling
 
   std::map<std::string, Server> servers;

@@ -25,6 +25,7 @@ import psycopg
 import pytest
 
 import pgwire
+from concurrency import run_threads
 from conftest import TARGET
 from pgwire import message
 
@@ -41,28 +42,6 @@ MAX_BACKENDS = POOL_SIZE if TARGET != "direct" else 1000
 def psycopg_connect(target, **kwargs):
     kwargs.setdefault("autocommit", True)
     return psycopg.connect(target.conninfo(), **kwargs)
-
-
-def run_threads(targets, timeout=60):
-    """Runs the callables in threads; returns the exceptions they raised (joined with a bound)."""
-    errors = []
-
-    def wrap(fn):
-        def body():
-            try:
-                fn()
-            except BaseException as e:  # reported by the caller
-                errors.append(e)
-        return body
-
-    threads = [threading.Thread(target=wrap(fn), daemon=True) for fn in targets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=timeout)
-    stuck = sum(t.is_alive() for t in threads)
-    assert stuck == 0, f"{stuck} threads still running after {timeout}s (errors so far: {errors})"
-    return errors
 
 
 class BackendHolder:

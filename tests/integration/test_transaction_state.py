@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 import pgwire
+from concurrency import run_threads
 from conftest import TARGET
 
 POOL_SIZE = 2
@@ -40,28 +41,6 @@ def wait_until(predicate, timeout, interval=0.05):
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(interval)
-
-
-def run_threads(targets, timeout=60):
-    """Runs the callables in threads; returns the exceptions they raised (joined with a bound)."""
-    errors = []
-
-    def wrap(fn):
-        def body():
-            try:
-                fn()
-            except BaseException as e:  # reported by the caller
-                errors.append(e)
-        return body
-
-    threads = [threading.Thread(target=wrap(fn), daemon=True) for fn in targets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=timeout)
-    stuck = sum(t.is_alive() for t in threads)
-    assert stuck == 0, f"{stuck} threads still running after {timeout}s (errors so far: {errors})"
-    return errors
 
 
 def pinned_lines(log, reason=None):

@@ -393,8 +393,7 @@ TEST_CASE("DEALLOCATE of a client statement becomes DEALLOCATE of its backend na
   CHECK(cache.size() == 1);
 }
 
-TEST_CASE("DEALLOCATE of a statement not on this backend prepares it there first",
-          "[protocol]") {
+TEST_CASE("DEALLOCATE of a statement not on this backend prepares it there first", "[protocol]") {
   StatementMapper m(fake_name);
   BackendStatementCache first_backend(10);
   BackendStatementCache other(10);
