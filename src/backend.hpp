@@ -59,6 +59,9 @@ class Backend {
   std::map<std::string, std::string> defaults;  // ParameterStatus values right after login
   Params startup;                               // parameters it was started with
   Params applied;  // unreported parameters Sluice has SET on it since its last reset
+  // The client settings (ClientSession's params key) it was last brought in line with; empty
+  // when unknown (new, or reset).
+  std::string synced_params_key;
   // Named statements prepared on it (transaction pooling); bound set by the session using it.
   protocol::BackendStatementCache statements{0};
   protocol::TxStatus tx = protocol::TxStatus::Idle;

@@ -76,6 +76,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void add_input_piece(std::size_t from, std::size_t to);
   const std::vector<asio::const_buffer>& gather(protocol::ByteView input);
   bool can_detach() const;
+  void refresh_params_key();
   std::optional<protocol::Buffer> rename_statements_in_error(protocol::ByteView msg) const;
   void start_backend_pump();
   void arm_idle_transaction_timer();
@@ -104,6 +105,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Parameters the client expects: its startup values until login, then every settable
   // parameter as the server spells it, kept up to date from ParameterStatus.
   Params client_params_;
+  std::string params_key_;  // client_params_ as one string (refresh_params_key())
   std::string app_name_;
 
   // Learned during authentication (SCRAM passthrough).

@@ -198,6 +198,10 @@ awaitable<std::optional<BackendError>> ClientSession::sync_parameters(bool login
   }
   // After login the client's own list is what it expects (no copy: this runs per transaction).
   const Params& desired = login ? login_desired : client_params_;
+  // The common case: this backend was last brought in line with exactly these settings.
+  if (!login && !b.synced_params_key.empty() && b.synced_params_key == params_key_) {
+    co_return std::nullopt;
+  }
   std::string sql;
   for (const auto& [name, value] : desired) {
     if (!is_settable(name) || b.known_value(name) == value) continue;
@@ -229,8 +233,22 @@ awaitable<std::optional<BackendError>> ClientSession::sync_parameters(bool login
       if (!pr::is_reported_parameter(name)) set_param(settled, name, value);
     }
     client_params_ = std::move(settled);
+    refresh_params_key();
   }
+  b.synced_params_key = params_key_;
   co_return std::nullopt;
+}
+
+// The client's expected settings as one string, so a backend can tell in one comparison whether
+// it already has them (Backend::synced_params_key).
+void ClientSession::refresh_params_key() {
+  params_key_.clear();
+  for (const auto& [name, value] : client_params_) {
+    params_key_ += name;
+    params_key_ += '=';
+    params_key_ += value;
+    params_key_ += '\0';
+  }
 }
 
 void ClientSession::pin(pr::SessionFeature why) {
@@ -612,7 +630,12 @@ awaitable<void> ClientSession::backend_to_client() {
         } else if (type == pr::be::kParameterStatus) {
           if (auto p = pr::read_parameter_status(msg)) {
             b.reported[std::string(p->name)] = std::string(p->value);
-            if (is_settable(p->name)) set_param(client_params_, p->name, p->value);
+            if (is_settable(p->name)) {
+              // The client and its backend change together: they stay in line.
+              set_param(client_params_, p->name, p->value);
+              refresh_params_key();
+              b.synced_params_key = params_key_;
+            }
           }
         }
         if (tx_mode_) {
@@ -699,6 +722,7 @@ awaitable<void> ClientSession::cleanup() {
         reusable = false;
       }
       backend_->applied.clear();
+      backend_->synced_params_key.clear();
     }
     if (pending_syncs_ > 0 && !backend_failed_ && backend_->remote) {
       // The client left with a query still running: cancel it so the server stops working for
