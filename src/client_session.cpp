@@ -37,6 +37,7 @@ void ClientSession::terminate(std::string sqlstate, std::string message) {
       self->terminate_reason_.emplace(std::move(sqlstate), std::move(message));
     error_code ignored;
     self->client_.cancel(ignored);
+    self->woken_for_detach_ = false;  // this cancel ends the session; it is no hand-back wake-up
     if (self->backend_) self->backend_->socket.cancel(ignored);
   });
 }

@@ -356,6 +356,7 @@ void ClientSession::disarm_idle_transaction_timer() {
 
 void ClientSession::start_backend_pump() {
   backend_pump_running_ = true;
+  woken_for_detach_ = false;
   pump_done_->expires_at(asio::steady_timer::time_point::max());
   asio::co_spawn(client_.get_executor(), backend_to_client(),
                  [self = shared_from_this()](std::exception_ptr e) {
@@ -569,7 +570,9 @@ awaitable<void> ClientSession::relay() {
       client_mid_message_ || scanner.in_body() || (!client_terminated_ && !in_.empty());
   if (backend_pump_running_) {
     // The client is done (Terminate, EOF or error): stop reading from the backend and wait for
-    // the pump to notice.
+    // the pump to notice. This cancel is not a hand-back wake-up (a stale one would make the pump
+    // read on).
+    woken_for_detach_ = false;
     if (backend_) backend_->socket.cancel(ec);
     co_await pump_done_->async_wait(ec_token(ec));
   }
