@@ -51,11 +51,11 @@ void ResponseEdits::expect(Edit edit, std::string prepared, std::string client_n
 
 void ResponseEdits::drop_group(std::uint64_t group, std::vector<std::string>& not_prepared,
                                std::vector<std::string>& not_defined) {
-  while (!pending_.empty() && pending_.front().group == group) {
-    Pending& p = pending_.front();
+  while (!empty() && front().group == group) {
+    Pending& p = front();
     if (!p.prepared.empty()) not_prepared.push_back(std::move(p.prepared));
     if (!p.client_name.empty()) not_defined.push_back(std::move(p.client_name));
-    pending_.pop_front();
+    pop_front();
   }
 }
 
@@ -65,9 +65,9 @@ ResponseEdits::Edit ResponseEdits::on_backend_message(char type,
   switch (type) {
     case '1':    // ParseComplete
     case '3': {  // CloseComplete
-      if (pending_.empty()) return Edit::Keep;
-      Edit e = pending_.front().edit;
-      pending_.pop_front();
+      if (empty()) return Edit::Keep;
+      Edit e = front().edit;
+      pop_front();
       return e;
     }
     case 'E':  // ErrorResponse: the backend now skips to the end of the current group
@@ -82,8 +82,16 @@ ResponseEdits::Edit ResponseEdits::on_backend_message(char type,
   }
 }
 
+void ResponseEdits::pop_front() {
+  if (++head_ == pending_.size()) {
+    pending_.clear();  // keeps the capacity: no allocation on the next transaction
+    head_ = 0;
+  }
+}
+
 void ResponseEdits::clear() {
   pending_.clear();
+  head_ = 0;
   sent_groups_ = received_groups_ = 0;
 }
 

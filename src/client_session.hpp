@@ -22,7 +22,6 @@
 #include "src/pool_manager.hpp"
 #include "src/wire.hpp"
 
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -130,8 +129,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::vector<Piece> pieces_;
   protocol::Buffer scratch_;
   std::vector<asio::const_buffer> gather_;
-  std::vector<asio::const_buffer> backend_out_;        // the backend pump's gather list
-  std::deque<protocol::Buffer> backend_replacements_;  // rewritten backend messages of a batch
+  std::vector<asio::const_buffer> backend_out_;  // the backend pump's gather list
+  // Rewritten backend messages of a batch (a vector: moving a Buffer keeps its bytes in place).
+  std::vector<protocol::Buffer> backend_replacements_;
   protocol::Buffer client_out_;      // Sluice's own answers to the client, written by relay()
   bool discard_until_sync_ = false;  // a refused extended-protocol batch is being skipped
   bool skip_body_ = false;           // the rest of a skipped message is still arriving
