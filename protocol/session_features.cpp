@@ -1,5 +1,7 @@
 #include "protocol/session_features.hpp"
 
+#include "protocol/text.hpp"
+
 #include <array>
 #include <cctype>
 #include <string>
@@ -7,17 +9,6 @@
 
 namespace sluice::protocol {
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
 
 bool is_ident_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '$' ||

@@ -1,6 +1,7 @@
 #include "protocol/statements.hpp"
 
 #include "protocol/messages.hpp"
+#include "protocol/text.hpp"
 
 #include <cctype>
 
@@ -114,17 +115,6 @@ void append_close_before_parse(Buffer& out, std::string_view name, ResponseEdits
 
 void append_parse(Buffer& out, std::string_view name, const std::string& body) {
   MessageWriter(out).begin('P').add_cstring(name).add_bytes(body).finish();
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
 }
 
 // Splits "DEALLOCATE [PREPARE] name" (optionally ';'-terminated, name optionally double-quoted)

@@ -113,17 +113,6 @@ std::optional<BackendError> answer_auth(const pr::Authentication& a, const Backe
 
 }  // namespace
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 std::string* find_param(Params& params, std::string_view name) {
   for (auto& [k, v] : params) {
     if (iequals(k, name)) return &v;

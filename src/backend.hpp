@@ -12,6 +12,7 @@
 #include "pools/backend_book.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/statements.hpp"
+#include "protocol/text.hpp"
 #include "src/asio_prelude.hpp"
 #include "src/auth/scram.hpp"
 #include "src/wire.hpp"
@@ -97,7 +98,7 @@ awaitable<void> send_cancel_request(asio::any_io_executor ex, Endpoint target, s
 std::string* find_param(Params& params, std::string_view name);
 const std::string* find_param(const Params& params, std::string_view name);
 void set_param(Params& params, std::string_view name, std::string_view value);
-bool iequals(std::string_view a, std::string_view b);
+using protocol::iequals;
 
 // Quotes a SQL literal ('...' with quotes doubled) and an identifier ("..." with quotes doubled).
 std::string quote_literal(std::string_view s);

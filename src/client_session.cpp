@@ -233,7 +233,7 @@ awaitable<bool> ClientSession::authenticate() {
       if (secret != nullptr && secret->kind == UserSecret::Kind::Scram) {
         ok = co_await auth_scram(secret);
       } else {
-        ok = co_await auth_password(secret, true);
+        ok = co_await auth_password(secret);
       }
       break;
     case config::AuthType::ScramSha256:
@@ -247,7 +247,7 @@ awaitable<bool> ClientSession::authenticate() {
   co_return co_await write_all(client_, out, ec);
 }
 
-awaitable<bool> ClientSession::auth_password(const UserSecret* secret, bool /*md5*/) {
+awaitable<bool> ClientSession::auth_password(const UserSecret* secret) {
   std::string salt_bytes = auth::random_bytes(4);
   std::array<unsigned char, 4> salt{};
   std::memcpy(salt.data(), salt_bytes.data(), 4);

@@ -50,7 +50,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   awaitable<bool> read_startup();
   awaitable<void> handle_cancel_request(protocol::ByteView msg);
   awaitable<bool> authenticate();
-  awaitable<bool> auth_password(const UserSecret* secret, bool md5);
+  awaitable<bool> auth_password(const UserSecret* secret);
   awaitable<bool> auth_scram(const UserSecret* secret);
   awaitable<std::optional<std::size_t>> read_client_message(char expected_type);
   awaitable<bool> login_attach();
