@@ -285,8 +285,13 @@ def worker_main(args: argparse.Namespace, classes: list[ClassStats], pipe) -> No
         pass
 
 
-def split(classes: list[ClassStats], procs: int) -> list[list[ClassStats]]:
-    """Each class's clients dealt over the processes as evenly as possible."""
+def split(classes: list[ClassStats], procs: int,
+          isolate: bool = False) -> list[list[ClassStats]]:
+    """Each class's clients dealt over the processes as evenly as possible; with `isolate`,
+    each class in a process of its own, so that one class's work (a flood of refusals and
+    retries) cannot delay another class's event loop and show up as its latency."""
+    if isolate:
+        return [[cls] for cls in classes]
     shares: list[list[ClassStats]] = [[] for _ in range(procs)]
     for cls in classes:
         for i in range(procs):
@@ -305,7 +310,7 @@ def recv(pipe, timeout: float):
 
 def run(args: argparse.Namespace) -> None:
     ctx = multiprocessing.get_context("fork")
-    shares = split(args.classes, max(1, args.procs))
+    shares = split(args.classes, max(1, args.procs), args.isolate_classes)
     workers = []
     for share in shares:
         parent, child = ctx.Pipe()
@@ -363,6 +368,8 @@ def main() -> None:
                    metavar="NAME:COUNT:POLICY:SQL")
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--procs", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--isolate-classes", action="store_true",
+                   help="one worker process per class (ignores --procs)")
     p.add_argument("--scale", type=int, default=10, help="pgbench scale, for {aid}")
     p.add_argument("--connect-timeout", type=float, default=10.0)
     p.add_argument("--connect-concurrency", type=int, default=50)

@@ -308,10 +308,13 @@ class Bench:
     # -- driver
 
     def driver(self, target: Target, classes: list[str], duration: float,
-               sample_backends: bool = False, work_counter: bool = False) -> dict:
+               sample_backends: bool = False, work_counter: bool = False,
+               isolate_classes: bool = False) -> dict:
         argv = [PYTHON, str(harness.BENCH_DIR / "driver.py"), "--port", str(target.port),
                 "--user", DB_USER, "--dbname", DB_NAME, "--duration", str(duration),
                 "--scale", str(self.s.scale)]
+        if isolate_classes:
+            argv.append("--isolate-classes")
         for c in classes:
             argv += ["--class", c]
         monitor = DbMonitor(self.pg) if (sample_backends or work_counter) else None
@@ -734,7 +737,9 @@ def twoclass(b: Bench) -> None:
                     if t.config_note:
                         params["sluice_config"] = t.config_note
                     try:
-                        r = b.driver(t, classes, b.s.duration)
+                        # Each class in its own driver process: the critical clients' latency
+                        # must not include the batch clients' Python work.
+                        r = b.driver(t, classes, b.s.duration, isolate_classes=True)
                         m = r["metrics"]
                         m["classes"] = r["classes"]
                         total = sum(c["ok"] for c in r["classes"].values())

@@ -5,11 +5,11 @@
 // (""). Blank lines and lines starting with ';' or '#' are ignored. Pure; any thread.
 #pragma once
 
-#include <map>
-#include <string>
-
 #include "config/config.hpp"
 #include "config/result.hpp"
+
+#include <map>
+#include <string>
 
 namespace sluice::config {
 

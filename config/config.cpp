@@ -91,12 +91,21 @@ class Parser {
   void error(int line, std::string key, std::string reason) {
     diagnostics_.push_back({file_, line, std::move(key), std::move(reason)});
   }
+  using Lines = std::map<std::string, int>;  // dotted path of a key or section -> its line
+  // One [[bulkheads]] entry's label and the lines of its keys. Kept per entry because two entries
+  // may share a name (on different servers), hence their paths.
+  struct BulkheadEntry {
+    std::string label;  // NAME, or "[INDEX]" while the entry has no valid name
+    Lines lines;
+  };
+
   void read_root(const TomlValue& root);
   template <typename Item>
   void read_sections(Section section, const std::string& prefix, const TomlValue& value,
                      std::map<std::string, Item>& items);
-  void read_keys(Section section, const std::string& name, const TomlValue& table,
-                 KeyTarget target);
+  void read_bulkheads(const TomlValue& value);
+  void read_keys(Section section, const std::string& name, const TomlValue& table, KeyTarget target,
+                 Lines& lines, const std::string& key_prefix = "");
   std::optional<KeyValue> convert(const KeyInfo& key, const std::string& path, const TomlValue& v);
   std::optional<KeyValue> convert_integer(const KeyInfo& key, const std::string& path,
                                           const TomlValue& v);
@@ -104,6 +113,10 @@ class Parser {
                                            const TomlValue& v);
   void validate();
   void validate_database(Database& database);
+  void validate_bulkheads();
+  void validate_bulkhead(Bulkhead& bulkhead, const BulkheadEntry& entry);
+  void check_burst(const Bulkhead& bulkhead, const BulkheadEntry& entry, std::string_view rate,
+                   std::uint32_t rate_value, std::string_view burst, std::uint32_t burst_value);
   bool has_error(std::string_view path) const {
     return std::any_of(diagnostics_.begin(), diagnostics_.end(),
                        [path](const Diagnostic& d) { return d.key == path; });
@@ -113,10 +126,17 @@ class Parser {
     return it == lines_.end() ? 0 : it->second;
   }
 
+  // Whether the key at `path` was rejected at `line` (so a later check need not repeat it).
+  bool rejected(const std::string& path, int line) const {
+    return std::any_of(diagnostics_.begin(), diagnostics_.end(),
+                       [&](const Diagnostic& d) { return d.key == path && d.line == line; });
+  }
+
   std::string file_;
   Config config_;
   Diagnostics diagnostics_;
-  std::map<std::string, int> lines_;  // dotted path of every key and section read -> its line
+  Lines lines_;  // every key and section read, except those of bulkheads
+  std::vector<BulkheadEntry> bulkhead_entries_;  // parallel to config_.bulkheads
 };
 
 Result<Config, Diagnostics> Parser::run(const std::string& text) {
@@ -151,9 +171,11 @@ void Parser::read_root(const TomlValue& root) {
       read_sections(Section::Server, name, value, config_.servers);
     } else if (name == "databases") {
       read_sections(Section::Database, name, value, config_.databases);
+    } else if (name == "bulkheads") {
+      read_bulkheads(value);
     }
   }
-  read_keys(Section::Global, "", root, KeyTarget{config_});
+  read_keys(Section::Global, "", root, KeyTarget{config_}, lines_);
 }
 
 template <typename Item>
@@ -180,22 +202,70 @@ void Parser::read_sections(Section section, const std::string& prefix, const Tom
     KeyTarget target{config_};
     if constexpr (std::is_same_v<Item, Server>) target.server = &item;
     if constexpr (std::is_same_v<Item, Database>) target.database = &item;
-    read_keys(section, name, table, target);
+    read_keys(section, name, table, target, lines_);
   }
 }
 
-// Reads the keys of one table. At the top level, the "servers" and "databases" tables were read
-// by read_sections already.
+// [[bulkheads]] is an array of tables (`bulkheads = [{...}, ...]` is the same thing to TOML).
+void Parser::read_bulkheads(const TomlValue& value) {
+  if (!value.is_array()) {
+    return error(line_of(value), "bulkheads", wrong_type("array of tables ([[bulkheads]])", value));
+  }
+  const auto& entries = value.as_array();
+  for (std::size_t index = 0; index < entries.size(); ++index) {
+    const TomlValue& table = entries[index];
+    const std::string index_label = "[" + std::to_string(index) + "]";
+    if (!table.is_table()) {
+      error(line_of(table), key_path(Section::Bulkhead, index_label, ""),
+            wrong_type("table", table));
+      continue;
+    }
+    // Diagnostics name the entry by its name once that is known to be valid.
+    std::string label = index_label;
+    if (const auto name = table.as_table().find("name");
+        name != table.as_table().end() && name->second.is_string() &&
+        !bulkhead_name_error(name->second.as_string().str)) {
+      label = name->second.as_string().str;
+    }
+    Bulkhead& bulkhead = config_.bulkheads.emplace_back();
+    bulkhead.line = line_of(table);
+    BulkheadEntry& entry = bulkhead_entries_.emplace_back();
+    entry.label = label;
+    KeyTarget target{config_};
+    target.bulkhead = &bulkhead;
+    read_keys(Section::Bulkhead, label, table, target, entry.lines);
+  }
+}
+
+// Reads the keys of one table. At the top level, the "servers", "databases" and "bulkheads"
+// entries were read already. A bulkhead's `match` table is read with key_prefix "match.".
 void Parser::read_keys(Section section, const std::string& name, const TomlValue& table,
-                       KeyTarget target) {
+                       KeyTarget target, Lines& lines, const std::string& key_prefix) {
   for (const auto& [key_name, value] : table.as_table()) {
-    if (section == Section::Global && (key_name == "servers" || key_name == "databases")) continue;
-    const std::string path = key_path(section, name, key_name);
-    lines_[path] = line_of(value);
-    const KeyInfo* key = find_key(section, key_name);
+    if (section == Section::Global &&
+        (key_name == "servers" || key_name == "databases" || key_name == "bulkheads")) {
+      continue;
+    }
+    // A quoted key with a dot ("match.user" = ...) is one key, not a key of a sub-table; its path
+    // shows the quotes.
+    const bool dotted = key_name.find('.') != std::string::npos;
+    const std::string full_name = key_prefix + key_name;
+    const std::string path =
+        key_path(section, name, dotted ? key_prefix + "\"" + key_name + "\"" : full_name);
+    lines[path] = line_of(value);
+    if (section == Section::Bulkhead && key_prefix.empty() && key_name == "match") {
+      if (!value.is_table()) {
+        error(line_of(value), path, wrong_type("table", value));
+      } else {
+        read_keys(section, name, value, target, lines, "match.");
+      }
+      continue;
+    }
+    const KeyInfo* key = dotted ? nullptr : find_key(section, full_name);
     if (key == nullptr) {
       // A top-level key written below a [section] header lands in that section.
-      const bool misplaced = section != Section::Global && find_key(Section::Global, key_name);
+      const bool misplaced =
+          section != Section::Global && key_prefix.empty() && find_key(Section::Global, key_name);
       error(line_of(value), path,
             misplaced ? "unknown key (top-level keys must come before the first [section])"
                       : "unknown key");
@@ -318,6 +388,19 @@ void Parser::validate() {
     error(0, "databases", "at least one [databases.NAME] table is required");
   }
   for (auto& [name, database] : config_.databases) validate_database(database);
+  validate_bulkheads();
+  if (config_.metrics_listen) {
+    const ListenAddress& metrics = *config_.metrics_listen;
+    for (const ListenAddress& client : config_.listen) {
+      if (!client.is_unix && client.port == metrics.port &&
+          (client.host == metrics.host || client.host == "*" || metrics.host == "*")) {
+        error(line_of_key("metrics_listen"), "metrics_listen",
+              "\"" + metrics.to_string() + "\" overlaps the listen address \"" +
+                  client.to_string() + "\"");
+        break;
+      }
+    }
+  }
 }
 
 void Parser::validate_database(Database& database) {
@@ -340,6 +423,115 @@ void Parser::validate_database(Database& database) {
     error(line_of_key(path + ".min_pool_size"), path + ".min_pool_size",
           "must not exceed pool_size (" + std::to_string(database.pool_size) + ")");
   }
+}
+
+void Parser::validate_bulkheads() {
+  for (std::size_t i = 0; i < config_.bulkheads.size(); ++i) {
+    validate_bulkhead(config_.bulkheads[i], bulkhead_entries_[i]);
+  }
+
+  // Names are unique per server; the same name on two servers is two bulkheads.
+  std::map<std::pair<std::string, std::string>, int> first_line;  // (server, name) -> line
+  // Reserved slots per server, in file order; reported once, where the sum first goes over.
+  std::map<std::string, std::uint64_t> reserved;
+  std::map<std::string, bool> reported;
+  for (std::size_t i = 0; i < config_.bulkheads.size(); ++i) {
+    const Bulkhead& bulkhead = config_.bulkheads[i];
+    const BulkheadEntry& entry = bulkhead_entries_[i];
+    const auto server = config_.servers.find(bulkhead.server);
+    if (server == config_.servers.end()) continue;  // reported already
+    const std::string path = key_path(Section::Bulkhead, entry.label, "");
+    if (!bulkhead.name.empty()) {
+      const auto [it, inserted] =
+          first_line.emplace(std::pair(bulkhead.server, bulkhead.name), bulkhead.line);
+      if (!inserted) {
+        const auto line = entry.lines.find(path + ".name");
+        error(line == entry.lines.end() ? bulkhead.line : line->second, path + ".name",
+              "\"" + bulkhead.name + "\" is defined twice for server \"" + bulkhead.server +
+                  "\" (first at line " + std::to_string(it->second) + ")");
+      }
+    }
+    std::uint64_t& sum = reserved[bulkhead.server];
+    sum += bulkhead.reserved;
+    const std::uint32_t capacity = server->second.max_connections;
+    const auto line = entry.lines.find(path + ".reserved");
+    // A reserved value over max was reported already; the sum is checked again further on.
+    if (sum > capacity && !reported[bulkhead.server] && line != entry.lines.end() &&
+        !rejected(path + ".reserved", line->second)) {
+      reported[bulkhead.server] = true;
+      error(line->second, path + ".reserved",
+            "the bulkheads of server \"" + bulkhead.server + "\" reserve " + std::to_string(sum) +
+                " slots up to here, more than its max_connections (" + std::to_string(capacity) +
+                ")");
+    }
+  }
+}
+
+void Parser::validate_bulkhead(Bulkhead& bulkhead, const BulkheadEntry& entry) {
+  const std::string path = key_path(Section::Bulkhead, entry.label, "");
+  // The line of a key that was written, else of the entry.
+  const auto line_of_entry_key = [&](std::string_view key) {
+    const auto it = entry.lines.find(path + "." + std::string(key));
+    return it == entry.lines.end() ? bulkhead.line : it->second;
+  };
+  const auto written = [&](std::string_view key) {
+    return entry.lines.contains(path + "." + std::string(key));
+  };
+
+  if (bulkhead.name.empty() && !written("name")) {
+    error(bulkhead.line, path + ".name", "required");
+  }
+
+  if (bulkhead.server.empty()) {
+    if (written("server")) {
+      // rejected already
+    } else if (config_.servers.size() == 1) {
+      bulkhead.server = config_.servers.begin()->first;
+    } else if (config_.servers.size() > 1) {
+      error(bulkhead.line, path + ".server", "required when more than one server is defined");
+    }
+  } else if (!config_.servers.contains(bulkhead.server)) {
+    std::string known;
+    for (const auto& [name, server] : config_.servers) known += (known.empty() ? "" : ", ") + name;
+    error(line_of_entry_key("server"), path + ".server",
+          "unknown server \"" + bulkhead.server + "\"" +
+              (known.empty() ? std::string() : " (defined: " + known + ")"));
+  }
+
+  const auto server = config_.servers.find(bulkhead.server);
+  if (server != config_.servers.end()) {
+    const std::uint32_t capacity = server->second.max_connections;
+    const std::string of_server =
+        "max_connections of server \"" + bulkhead.server + "\" (" + std::to_string(capacity) + ")";
+    if (!bulkhead.max && !written("max")) bulkhead.max = capacity;  // absent: the whole server
+    if (bulkhead.max && *bulkhead.max > capacity) {
+      error(line_of_entry_key("max"), path + ".max", "must not exceed the " + of_server);
+    }
+    if (bulkhead.max && bulkhead.reserved > *bulkhead.max) {
+      error(line_of_entry_key("reserved"), path + ".reserved",
+            written("max") ? "must not exceed max (" + std::to_string(*bulkhead.max) + ")"
+                           : "must not exceed max, which defaults to the " + of_server);
+    }
+  }
+
+  check_burst(bulkhead, entry, "new_connections_per_second", bulkhead.new_connections_per_second,
+              "new_connections_burst", bulkhead.new_connections_burst);
+  check_burst(bulkhead, entry, "new_transactions_per_second", bulkhead.new_transactions_per_second,
+              "new_transactions_burst", bulkhead.new_transactions_burst);
+}
+
+// A burst of 0 means "the same as the rate"; a burst without a rate would limit nothing.
+void Parser::check_burst(const Bulkhead& bulkhead, const BulkheadEntry& entry,
+                         std::string_view rate, std::uint32_t rate_value, std::string_view burst,
+                         std::uint32_t burst_value) {
+  if (burst_value == 0 || rate_value > 0) return;
+  const std::string path = key_path(Section::Bulkhead, entry.label, "");
+  const std::string rate_path = path + "." + std::string(rate);
+  const auto rate_line = entry.lines.find(rate_path);
+  if (rate_line != entry.lines.end() && rejected(rate_path, rate_line->second)) return;
+  const auto line = entry.lines.find(path + "." + std::string(burst));
+  error(line == entry.lines.end() ? bulkhead.line : line->second, path + "." + std::string(burst),
+        "needs " + std::string(rate) + " (a burst without a rate limits nothing)");
 }
 
 }  // namespace

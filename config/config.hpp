@@ -58,6 +58,45 @@ struct Database {
   Duration idle_transaction_timeout{0};  // 0 = disabled
 };
 
+// What classifies a client into a bulkhead. Each list matches when it is empty or when any entry
+// matches; a bulkhead matches when all its lists do. A client goes to the first bulkhead of its
+// server, in file order, that matches; a bulkhead whose lists are all empty receives no clients
+// (except `default`, which receives everyone unmatched). Name patterns are exact or end in one
+// `*` (prefix match); client_cidr entries are "ADDR/BITS" (IPv4 or IPv6) or a bare address.
+struct BulkheadMatch {
+  std::vector<std::string> application_name;
+  std::vector<std::string> user;
+  std::vector<std::string> database;
+  std::vector<std::string> client_cidr;
+  bool empty() const {
+    return application_name.empty() && user.empty() && database.empty() && client_cidr.empty();
+  }
+};
+
+// One [[bulkheads]] entry: a priority class of work on one server (see docs/ADMISSION.md).
+struct Bulkhead {
+  std::string name;
+  std::string server;          // key into Config::servers (may be omitted with one server)
+  int line = 0;                // where the entry starts in the file (for later diagnostics)
+  std::uint32_t priority = 0;  // lower is served first
+  std::uint32_t reserved = 0;
+  std::optional<std::uint32_t> max;  // absent: the server's max_connections (parse_config
+                                     // fills that in, so a parsed Config always has a value)
+  std::uint32_t queue_depth = 128;
+  Duration max_wait{5000};
+  Duration statement_timeout{0};                 // 0 = none
+  Duration idle_transaction_timeout{0};          // 0 = the database's setting
+  std::uint32_t max_clients = 0;                 // 0 = unlimited
+  std::uint32_t new_connections_per_second = 0;  // 0 = no limit
+  std::uint32_t new_connections_burst = 0;       // 0 = same as the rate (0 needs no rate;
+                                                 // a burst > 0 without a rate is an error)
+  std::uint32_t new_transactions_per_second = 0;
+  std::uint32_t new_transactions_burst = 0;
+  bool adaptive_lifo = true;
+  Duration lifo_target{0};  // 0 = max_wait / 5
+  BulkheadMatch match;
+};
+
 struct Config {
   std::string source;  // path of the file this came from ("" if parsed from a string)
 
@@ -76,9 +115,13 @@ struct Config {
   std::string log_level = "info";
   std::uint32_t scram_iterations = 4096;        // for verifiers derived from plain-text secrets
   std::uint32_t max_prepared_statements = 256;  // per backend, transaction pooling
+  std::optional<ListenAddress> metrics_listen;  // HTTP: /metrics, /status, / (dashboard)
+  Duration statement_timeout_grace{1000};       // Sluice cancels a statement this long past
+                                                // its bulkhead's statement_timeout
 
   std::map<std::string, Server> servers;
   std::map<std::string, Database> databases;
+  std::vector<Bulkhead> bulkheads;  // in file order (equal priorities are served in this order)
 
   const Database* find_database(const std::string& name) const;
 };

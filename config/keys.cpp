@@ -2,8 +2,11 @@
 // pointer. Adding a key means adding one entry here (and, if new, a field in config.hpp).
 #include "config/keys.hpp"
 
+#include "config/cidr.hpp"
 #include "config/listen.hpp"
+#include "config/name_pattern.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <type_traits>
 
@@ -74,9 +77,13 @@ auto* object_of(Target& target) {
     return &target.config;
   } else if constexpr (std::is_same_v<C, Server>) {
     return target.server;
-  } else {
-    static_assert(std::is_same_v<C, Database>);
+  } else if constexpr (std::is_same_v<C, Database>) {
     return target.database;
+  } else if constexpr (std::is_same_v<C, Bulkhead>) {
+    return target.bulkhead;
+  } else {
+    static_assert(std::is_same_v<C, BulkheadMatch>);
+    return &target.bulkhead->match;
   }
 }
 
@@ -166,14 +173,72 @@ std::string show_pool_mode(const ConstKeyTarget& target) {
   return toml_text(std::string(kPoolModes[static_cast<std::size_t>(target.database->pool_mode)]));
 }
 
-// Database::server and Database::dbname are filled in after parsing when absent (see
-// parse_config), so show() reports the effective value.
+std::optional<std::string> set_metrics_listen(KeyTarget& target, const KeyValue& value) {
+  const std::string& text = std::get<std::string>(value);
+  if (text.empty()) {
+    target.config.metrics_listen.reset();
+    return std::nullopt;
+  }
+  if (text.starts_with("unix:")) {
+    return "invalid address \"" + text +
+           "\": a Unix socket is not supported here; use HOST:PORT, [IPv6]:PORT or *:PORT";
+  }
+  auto parsed = parse_tcp_address(text);
+  if (!parsed) return "invalid address \"" + text + "\": " + parsed.error();
+  target.config.metrics_listen = std::move(*parsed);
+  return std::nullopt;
+}
+std::string show_metrics_listen(const ConstKeyTarget& target) {
+  const std::optional<ListenAddress>& address = target.config.metrics_listen;
+  return toml_text(address ? address->to_string() : std::string());
+}
+
+std::optional<std::string> set_bulkhead_name(KeyTarget& target, const KeyValue& value) {
+  const std::string& name = std::get<std::string>(value);
+  if (std::optional<std::string> reason = bulkhead_name_error(name)) return reason;
+  target.bulkhead->name = name;
+  return std::nullopt;
+}
+
+std::optional<std::string> set_bulkhead_max(KeyTarget& target, const KeyValue& value) {
+  target.bulkhead->max = static_cast<std::uint32_t>(std::get<std::int64_t>(value));
+  return std::nullopt;
+}
+// parse_config fills in an absent max; a Config built by hand may still lack it.
+std::string show_bulkhead_max(const ConstKeyTarget& target) {
+  if (target.bulkhead->max) return toml_text(*target.bulkhead->max);
+  const auto server = target.config.servers.find(target.bulkhead->server);
+  if (server == target.config.servers.end()) return toml_text(std::string());
+  return toml_text(server->second.max_connections);
+}
+
+template <auto M>
+std::optional<std::string> set_name_patterns(KeyTarget& target, const KeyValue& value) {
+  for (const std::string& pattern : std::get<std::vector<std::string>>(value)) {
+    if (std::optional<std::string> reason = name_pattern_error(pattern)) return reason;
+  }
+  return set<M>(target, value);
+}
+
+std::optional<std::string> set_client_cidr(KeyTarget& target, const KeyValue& value) {
+  for (const std::string& entry : std::get<std::vector<std::string>>(value)) {
+    if (!parse_cidr(entry)) {
+      return "invalid address range \"" + entry +
+             "\": expected an IPv4 or IPv6 address, optionally with /BITS (at most 32 or 128)";
+    }
+  }
+  return set<&BulkheadMatch::client_cidr>(target, value);
+}
+
+// Database::server, Database::dbname, Bulkhead::server and Bulkhead::max are filled in after
+// parsing when absent (see parse_config), so show() reports the effective value.
 
 using S = Section;
 using T = KeyType;
 constexpr bool kReload = true;
 constexpr bool kRestart = false;
 constexpr std::int64_t kGiB = 1024 * 1024 * 1024;
+constexpr std::int64_t kMaxMs = kMaxDuration.count();
 
 // clang-format off
 constexpr KeyInfo kKeys[] = {
@@ -227,6 +292,14 @@ constexpr KeyInfo kKeys[] = {
    "recently used closed first); 0: no limit",
    {}, 0, 1000000, set<&Config::max_prepared_statements>,
    show<&Config::max_prepared_statements>},
+  {S::Global, "metrics_listen", T::String, R"("")", "", kRestart,
+   "HTTP address for `/metrics`, `/status` and the dashboard `/`: `HOST:PORT`, `[IPv6]:PORT` or "
+   "`*:PORT` (TCP only); empty: off",
+   {}, 0, 0, set_metrics_listen, show_metrics_listen},
+  {S::Global, "statement_timeout_grace", T::Interval, R"("1s")", "", kReload,
+   "Sluice cancels a statement that runs this long past its bulkhead's `statement_timeout` (a "
+   "backstop for the database's own timeout)",
+   {}, 0, kMaxMs, set<&Config::statement_timeout_grace>, show<&Config::statement_timeout_grace>},
 
   // ---- [servers.NAME]: one PostgreSQL server, one capacity domain ----
   {S::Server, "host", T::String, R"("127.0.0.1")", "", kRestart,
@@ -288,6 +361,90 @@ constexpr KeyInfo kKeys[] = {
    "backend closed (the transaction rolls back); `\"0\"` disables",
    {}, 0, kMaxDuration.count(), set<&Database::idle_transaction_timeout>,
    show<&Database::idle_transaction_timeout>},
+
+  // ---- [[bulkheads]]: one priority class of work on one server ----
+  {S::Bulkhead, "name", T::String, "", "", kRestart,
+   "Identifies the bulkhead in metrics, logs and the admin console: letters, digits, `_`, `.` "
+   "and `-`; unique per server; `default` configures the class of unclassified clients",
+   {}, 0, 0, set_bulkhead_name, show<&Bulkhead::name>},
+  {S::Bulkhead, "server", T::String, "", "", kRestart,
+   "The `[servers.NAME]` whose connections this bulkhead shares; may be omitted when only one "
+   "server exists",
+   {}, 0, 0, set_non_empty<&Bulkhead::server>, show<&Bulkhead::server>},
+  {S::Bulkhead, "priority", T::Integer, "0", "", kReload,
+   "Lower is served first when a slot frees; equal priorities in the order of the file",
+   {}, 0, 1000000, set<&Bulkhead::priority>, show<&Bulkhead::priority>},
+  {S::Bulkhead, "reserved", T::Integer, "0", "", kReload,
+   "Slots (backend connections of the server) only this bulkhead may use; at most `max`, and "
+   "all bulkheads of a server together at most its `max_connections`",
+   {}, 0, 100000, set<&Bulkhead::reserved>, show<&Bulkhead::reserved>},
+  {S::Bulkhead, "max", T::Integer, "", "", kReload,
+   "Most slots this bulkhead holds (its reserved ones plus spare ones it borrows); at most the "
+   "server's `max_connections`, which is also the value when absent",
+   {}, 1, 100000, set_bulkhead_max, show_bulkhead_max},
+  {S::Bulkhead, "queue_depth", T::Integer, "128", "", kReload,
+   "Most clients waiting for a slot; the next one is refused at once with 53300; 0: never queue",
+   {}, 0, 1000000, set<&Bulkhead::queue_depth>, show<&Bulkhead::queue_depth>},
+  {S::Bulkhead, "max_wait", T::Interval, R"("5s")", "", kReload,
+   "A waiter older than this is refused with 53300 (its work is stale), and a newcomer is "
+   "refused at once when its wait would be longer",
+   {}, 1, kMaxMs, set<&Bulkhead::max_wait>, show<&Bulkhead::max_wait>},
+  {S::Bulkhead, "statement_timeout", T::Interval, R"("0")", "", kReload,
+   "`statement_timeout` of this class's sessions on the server, enforced by Sluice too after "
+   "`statement_timeout_grace`; `\"0\"`: none",
+   {}, 0, kMaxMs, set<&Bulkhead::statement_timeout>, show<&Bulkhead::statement_timeout>},
+  {S::Bulkhead, "idle_transaction_timeout", T::Interval, R"("0")", "", kReload,
+   "Replaces the database's `idle_transaction_timeout` for this class's clients; `\"0\"`: the "
+   "database's setting applies",
+   {}, 0, kMaxMs, set<&Bulkhead::idle_transaction_timeout>,
+   show<&Bulkhead::idle_transaction_timeout>},
+  {S::Bulkhead, "max_clients", T::Integer, "0", "", kReload,
+   "Most client connections in this bulkhead at once; more are refused with 53300 when they "
+   "connect; 0: no limit",
+   {}, 0, 1000000, set<&Bulkhead::max_clients>, show<&Bulkhead::max_clients>},
+  {S::Bulkhead, "new_connections_per_second", T::Integer, "0", "", kReload,
+   "Client connections admitted per second (a token bucket); more are refused with 53300; 0: no "
+   "limit",
+   {}, 0, 1000000, set<&Bulkhead::new_connections_per_second>,
+   show<&Bulkhead::new_connections_per_second>},
+  {S::Bulkhead, "new_connections_burst", T::Integer, "0", "", kReload,
+   "Client connections admitted back to back after a quiet period; 0: the same as "
+   "`new_connections_per_second`, which must be set",
+   {}, 0, 1000000, set<&Bulkhead::new_connections_burst>,
+   show<&Bulkhead::new_connections_burst>},
+  {S::Bulkhead, "new_transactions_per_second", T::Integer, "0", "", kReload,
+   "Transactions (sessions, in session mode) started per second; more are refused with 53300; "
+   "0: no limit",
+   {}, 0, 1000000, set<&Bulkhead::new_transactions_per_second>,
+   show<&Bulkhead::new_transactions_per_second>},
+  {S::Bulkhead, "new_transactions_burst", T::Integer, "0", "", kReload,
+   "Transactions started back to back after a quiet period; 0: the same as "
+   "`new_transactions_per_second`, which must be set",
+   {}, 0, 1000000, set<&Bulkhead::new_transactions_burst>,
+   show<&Bulkhead::new_transactions_burst>},
+  {S::Bulkhead, "adaptive_lifo", T::Bool, "true", "", kReload,
+   "Serve the newest waiter first while the queue is congested (its oldest waiter at least "
+   "`lifo_target` old for a whole 100 ms)",
+   {}, 0, 0, set<&Bulkhead::adaptive_lifo>, show<&Bulkhead::adaptive_lifo>},
+  {S::Bulkhead, "lifo_target", T::Interval, R"("0")", "", kReload,
+   "Age of the oldest waiter that means congestion for `adaptive_lifo`; `\"0\"`: `max_wait` / 5",
+   {}, 0, kMaxMs, set<&Bulkhead::lifo_target>, show<&Bulkhead::lifo_target>},
+  {S::Bulkhead, "match.application_name", T::StringList, "[]", "", kReload,
+   "Patterns of the client's `application_name`: exact, or a prefix ending in one `*`; empty: "
+   "any",
+   {}, 0, 0, set_name_patterns<&BulkheadMatch::application_name>,
+   show<&BulkheadMatch::application_name>},
+  {S::Bulkhead, "match.user", T::StringList, "[]", "", kReload,
+   "Patterns of the client's user name, as for `match.application_name`; empty: any",
+   {}, 0, 0, set_name_patterns<&BulkheadMatch::user>, show<&BulkheadMatch::user>},
+  {S::Bulkhead, "match.database", T::StringList, "[]", "", kReload,
+   "Patterns of the database the client asks for (`dbname`), as for `match.application_name`; "
+   "empty: any",
+   {}, 0, 0, set_name_patterns<&BulkheadMatch::database>, show<&BulkheadMatch::database>},
+  {S::Bulkhead, "match.client_cidr", T::StringList, "[]", "", kReload,
+   "Client address ranges, `ADDR/BITS` or one address, IPv4 or IPv6 (an IPv4 client on an IPv6 "
+   "socket matches IPv4 ranges); empty: any",
+   {}, 0, 0, set_client_cidr, show<&BulkheadMatch::client_cidr>},
 };
 // clang-format on
 
@@ -299,6 +456,8 @@ constexpr std::string_view section_prefix(Section section) {
       return "servers";
     case Section::Database:
       return "databases";
+    case Section::Bulkhead:
+      return "bulkheads";
   }
   return "";
 }
@@ -306,6 +465,17 @@ constexpr std::string_view section_prefix(Section section) {
 }  // namespace
 
 std::span<const KeyInfo> key_table() { return kKeys; }
+
+std::optional<std::string> bulkhead_name_error(std::string_view name) {
+  if (name.empty()) return "must not be empty";
+  const auto allowed = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+  };
+  if (std::all_of(name.begin(), name.end(), allowed)) return std::nullopt;
+  return "invalid name " + toml_text(std::string(name)) +
+         ": only letters, digits, '_', '.' and '-' are allowed";
+}
 
 const KeyInfo* find_key(Section section, std::string_view name) {
   for (const KeyInfo& key : kKeys) {
@@ -317,7 +487,7 @@ const KeyInfo* find_key(Section section, std::string_view name) {
 std::string key_path(Section section, std::string_view section_name, std::string_view key) {
   if (section == Section::Global) return std::string(key);
   std::string path(section_prefix(section));
-  path += '.';
+  if (!section_name.starts_with('[')) path += '.';  // "bulkheads[2]" for an unnamed bulkhead
   path += section_name;
   if (!key.empty()) {
     path += '.';

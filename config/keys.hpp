@@ -17,8 +17,10 @@
 
 namespace sluice::config {
 
-// Where a key lives: the top level of the file, a [servers.NAME] or a [databases.NAME] table.
-enum class Section { Global, Server, Database };
+// Where a key lives: the top level of the file, a [servers.NAME] or a [databases.NAME] table, or
+// a [[bulkheads]] entry. The keys of a bulkhead's `match` table are Section::Bulkhead keys named
+// "match.application_name" etc.
+enum class Section { Global, Server, Database, Bulkhead };
 
 // Interval is a duration written as a string with a unit ("30s"); the enumerator is not called
 // Duration because it would shadow the type alias (GCC -Wshadow).
@@ -29,16 +31,19 @@ enum class KeyType { String, Integer, Bool, Interval, StringList, Enum };
 using KeyValue = std::variant<std::string, std::int64_t, bool, Duration, std::vector<std::string>>;
 
 // The objects a key may be stored into: the Config, plus the section currently being read
-// (server is set only for Section::Server keys, database only for Section::Database keys).
+// (server is set only for Section::Server keys, database only for Section::Database keys,
+// bulkhead only for Section::Bulkhead keys).
 struct KeyTarget {
   Config& config;
   Server* server = nullptr;
   Database* database = nullptr;
+  Bulkhead* bulkhead = nullptr;
 };
 struct ConstKeyTarget {
   const Config& config;
   const Server* server = nullptr;
   const Database* database = nullptr;
+  const Bulkhead* bulkhead = nullptr;
 };
 
 struct KeyInfo {
@@ -68,7 +73,10 @@ std::span<const KeyInfo> key_table();
 // The key named `name` in `section`, or nullptr.
 const KeyInfo* find_key(Section section, std::string_view name);
 
-// "listen", "servers.NAME.port", "databases.NAME.pool_size".
+// "listen", "servers.NAME.port", "databases.NAME.pool_size", "bulkheads.NAME.max",
+// "bulkheads.NAME.match.user". For a bulkhead, `section_name` may also be an index in brackets
+// ("[2]", for an entry without a valid name): "bulkheads[2].max". An empty key gives the
+// section's own path ("servers.NAME", "bulkheads[2]").
 std::string key_path(Section section, std::string_view section_name, std::string_view key);
 
 // "string", "integer", "bool", "duration", "string list", "enum".
@@ -81,13 +89,29 @@ struct ConfigRow {
   std::string default_value;
   bool reloadable = false;
 };
-// Every key of every section of `config`: the global keys, then each server, then each database.
+// Every key of every section of `config`: the global keys, then each server, then each database,
+// then each bulkhead in file order. A bulkhead's rows are "bulkheads.NAME.KEY" when no other
+// bulkhead (of any server) has that name, else "bulkheads.SERVER.NAME.KEY" (the same name may be
+// used on two servers). Diagnostics of parse_config always say "bulkheads.NAME.KEY" (their line
+// tells the entries apart), or "bulkheads[INDEX].KEY" while an entry has no valid name.
 std::vector<ConfigRow> show_config(const Config& config);
+
+// Why `name` cannot name a bulkhead, or nullopt if it can: it must be non-empty and consist of
+// ASCII letters, digits, '_', '.' and '-' (it is a metrics label value and is shown in the admin
+// console, so no blanks or quotes).
+std::optional<std::string> bulkhead_name_error(std::string_view name);
+
+// The label of `bulkhead` in SHOW CONFIG rows and the reload diff: "NAME", or "SERVER.NAME" when
+// another bulkhead of `config` has the same name.
+std::string bulkhead_label(const Config& config, const Bulkhead& bulkhead);
 
 // One difference between two snapshots. A server or database that exists on only one side is one
 // row with key "servers.NAME" / "databases.NAME", an empty old or new value, and reloadable set
 // (adding or removing a section is a reload; whether a removed server is still in use is for the
-// caller to decide). Otherwise the row is a changed key and reloadable comes from the table.
+// caller to decide). Bulkheads are matched by (server, name), whatever their order in the file; a
+// bulkhead on one side only is one row "bulkheads.LABEL" whose value is
+// `{name = "NAME", server = "SERVER"}`. Otherwise the row is a changed key and reloadable comes
+// from the table.
 struct ConfigChange {
   std::string key;
   std::string old_value;

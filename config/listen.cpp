@@ -21,8 +21,9 @@ std::optional<std::uint16_t> parse_port(std::string_view text) {
   return static_cast<std::uint16_t>(value);
 }
 
-// Parses one TCP entry; returns the reason on failure.
-Result<ListenAddress, std::string> parse_tcp(std::string_view entry) {
+}  // namespace
+
+Result<ListenAddress, std::string> parse_tcp_address(std::string_view entry) {
   ListenAddress address;
   std::string_view port_text;
   if (entry.starts_with('[')) {
@@ -37,7 +38,7 @@ Result<ListenAddress, std::string> parse_tcp(std::string_view entry) {
   } else {
     const std::size_t colon = entry.rfind(':');
     if (colon == std::string_view::npos) {
-      return unexpected(std::string("expected HOST:PORT, [IPv6]:PORT or unix:DIR"));
+      return unexpected(std::string("expected HOST:PORT, [IPv6]:PORT or *:PORT"));
     }
     address.host = std::string(entry.substr(0, colon));
     if (address.host.empty()) return unexpected(std::string("empty host (use \"*\" for all)"));
@@ -51,8 +52,6 @@ Result<ListenAddress, std::string> parse_tcp(std::string_view entry) {
   address.port = *port;
   return address;
 }
-
-}  // namespace
 
 std::string ListenAddress::to_string() const {
   if (is_unix) return std::string(kUnixPrefix) + unix_dir;
@@ -73,8 +72,11 @@ Result<std::vector<ListenAddress>, std::string> parse_listen(std::span<const std
       if (address.unix_dir.empty()) {
         return unexpected("invalid listen entry \"" + entry + "\": empty directory");
       }
+    } else if (!text.starts_with('[') && text.find(':') == std::string_view::npos) {
+      return unexpected("invalid listen entry \"" + entry +
+                        "\": expected HOST:PORT, [IPv6]:PORT or unix:DIR");
     } else {
-      auto tcp = parse_tcp(text);
+      auto tcp = parse_tcp_address(text);
       if (!tcp) return unexpected("invalid listen entry \"" + entry + "\": " + tcp.error());
       address = std::move(*tcp);
       if (!first_tcp_port) first_tcp_port = address.port;

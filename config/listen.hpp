@@ -6,6 +6,7 @@
 
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace sluice::config {
@@ -17,5 +18,9 @@ inline constexpr std::uint16_t kDefaultListenPort = 6432;
 // DIR/.s.PGSQL.<port> with the port of the first TCP entry (kDefaultListenPort if there is none),
 // so clients find it with the same port number. The error is a one-line reason naming the entry.
 Result<std::vector<ListenAddress>, std::string> parse_listen(std::span<const std::string> entries);
+
+// One TCP entry: "host:port", "[IPv6]:port" or "*:port" (a listen entry without "unix:"). The
+// error is the bare reason ("port must be a number from 1 to 65535"), without the entry.
+Result<ListenAddress, std::string> parse_tcp_address(std::string_view entry);
 
 }  // namespace sluice::config

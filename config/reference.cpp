@@ -2,8 +2,10 @@
 // configuration reference.
 #include "config/keys.hpp"
 
+#include <algorithm>
 #include <map>
 #include <string>
+#include <utility>
 
 namespace sluice::config {
 namespace {
@@ -43,8 +45,10 @@ std::string type_cell(const KeyInfo& key) {
   return out;
 }
 
-void render_section(Section section, std::string_view heading, std::string& out) {
+void render_section(Section section, std::string_view heading, std::string& out,
+                    std::string_view intro = {}) {
   out += "### " + std::string(heading) + "\n\n";
+  if (!intro.empty()) out += std::string(intro) + "\n\n";
   out += "| key | type | default | reloadable | description |\n";
   out += "|---|---|---|---|---|\n";
   for (const KeyInfo& key : key_table()) {
@@ -57,9 +61,8 @@ void render_section(Section section, std::string_view heading, std::string& out)
   }
 }
 
-}  // namespace
-
-std::vector<ConfigRow> show_config(const Config& config) {
+// The rows of every key except the bulkheads'.
+std::vector<ConfigRow> section_rows(const Config& config) {
   std::vector<ConfigRow> rows;
   append_rows(Section::Global, "", ConstKeyTarget{config}, rows);
   for (const auto& [name, server] : config.servers) {
@@ -71,11 +74,39 @@ std::vector<ConfigRow> show_config(const Config& config) {
   return rows;
 }
 
+ConstKeyTarget bulkhead_target(const Config& config, const Bulkhead& bulkhead) {
+  return ConstKeyTarget{config, nullptr, nullptr, &bulkhead};
+}
+
+// How a bulkhead on one side of a diff is shown: `{name = "NAME", server = "SERVER"}`.
+std::string bulkhead_identity(const Config& config, const Bulkhead& bulkhead) {
+  const ConstKeyTarget target = bulkhead_target(config, bulkhead);
+  return "{name = " + find_key(Section::Bulkhead, "name")->show(target) +
+         ", server = " + find_key(Section::Bulkhead, "server")->show(target) + "}";
+}
+
+}  // namespace
+
+std::string bulkhead_label(const Config& config, const Bulkhead& bulkhead) {
+  const auto same_name = std::count_if(config.bulkheads.begin(), config.bulkheads.end(),
+                                       [&](const Bulkhead& b) { return b.name == bulkhead.name; });
+  return same_name > 1 ? bulkhead.server + "." + bulkhead.name : bulkhead.name;
+}
+
+std::vector<ConfigRow> show_config(const Config& config) {
+  std::vector<ConfigRow> rows = section_rows(config);
+  for (const Bulkhead& bulkhead : config.bulkheads) {
+    append_rows(Section::Bulkhead, bulkhead_label(config, bulkhead),
+                bulkhead_target(config, bulkhead), rows);
+  }
+  return rows;
+}
+
 std::vector<ConfigChange> diff_configs(const Config& before, const Config& after) {
   std::vector<ConfigChange> changes;
   // Sections on one side only: one row each.
-  const auto section_rows = [&changes](const auto& old_map, const auto& new_map,
-                                       std::string_view prefix) {
+  const auto one_sided = [&changes](const auto& old_map, const auto& new_map,
+                                    std::string_view prefix) {
     for (const auto& [name, unused] : old_map) {
       if (!new_map.contains(name)) {
         changes.push_back({std::string(prefix) + "." + name,
@@ -89,19 +120,53 @@ std::vector<ConfigChange> diff_configs(const Config& before, const Config& after
       }
     }
   };
-  section_rows(before.servers, after.servers, "servers");
-  section_rows(before.databases, after.databases, "databases");
+  one_sided(before.servers, after.servers, "servers");
+  one_sided(before.databases, after.databases, "databases");
+
+  // Bulkheads are identified by (server, name); their labels may differ between the two sides.
+  using Identity = std::pair<std::string, std::string>;
+  std::map<Identity, const Bulkhead*> old_bulkheads;
+  std::map<Identity, const Bulkhead*> new_bulkheads;
+  for (const Bulkhead& b : before.bulkheads) old_bulkheads.emplace(Identity(b.server, b.name), &b);
+  for (const Bulkhead& b : after.bulkheads) new_bulkheads.emplace(Identity(b.server, b.name), &b);
+  for (const Bulkhead& b : before.bulkheads) {
+    if (!new_bulkheads.contains(Identity(b.server, b.name))) {
+      changes.push_back({key_path(Section::Bulkhead, bulkhead_label(before, b), ""),
+                         bulkhead_identity(before, b), "", true});
+    }
+  }
+  for (const Bulkhead& b : after.bulkheads) {
+    if (!old_bulkheads.contains(Identity(b.server, b.name))) {
+      changes.push_back({key_path(Section::Bulkhead, bulkhead_label(after, b), ""), "",
+                         bulkhead_identity(after, b), true});
+    }
+  }
 
   // Keys of sections on both sides: compare values. A key path exists on both sides exactly when
   // its section does, so rows of one-sided sections are skipped here.
   std::map<std::string, const ConfigRow*> old_rows;
-  const std::vector<ConfigRow> old_all = show_config(before);
-  const std::vector<ConfigRow> new_all = show_config(after);
+  const std::vector<ConfigRow> old_all = section_rows(before);
+  const std::vector<ConfigRow> new_all = section_rows(after);
   for (const ConfigRow& row : old_all) old_rows.emplace(row.key, &row);
   for (const ConfigRow& row : new_all) {
     const auto it = old_rows.find(row.key);
     if (it == old_rows.end() || it->second->value == row.value) continue;
     changes.push_back({row.key, it->second->value, row.value, row.reloadable});
+  }
+
+  // Keys of bulkheads on both sides, in the new file's order, named as in the new SHOW CONFIG.
+  for (const Bulkhead& b : after.bulkheads) {
+    const auto old = old_bulkheads.find(Identity(b.server, b.name));
+    if (old == old_bulkheads.end()) continue;
+    const std::string label = bulkhead_label(after, b);
+    for (const KeyInfo& key : key_table()) {
+      if (key.section != Section::Bulkhead) continue;
+      std::string old_value = key.show(bulkhead_target(before, *old->second));
+      std::string new_value = key.show(bulkhead_target(after, b));
+      if (old_value == new_value) continue;
+      changes.push_back({key_path(Section::Bulkhead, label, key.name), std::move(old_value),
+                         std::move(new_value), key.reloadable});
+    }
   }
   return changes;
 }
@@ -115,6 +180,21 @@ std::string render_reference_markdown() {
   render_section(Section::Server, "`[servers.NAME]`: one PostgreSQL server", out);
   out += "\n";
   render_section(Section::Database, "`[databases.NAME]`: what clients put in `dbname`", out);
+  out += "\n";
+  render_section(
+      Section::Bulkhead, "`[[bulkheads]]`: one priority class of work on one server", out,
+      "Each `[[bulkheads]]` entry gives a class of clients guaranteed and borrowed shares of a "
+      "server's `max_connections`, with a bounded, age-limited wait queue (docs/ADMISSION.md). "
+      "The `match.*` keys are written as one table, `match = { application_name = "
+      "[\"checkout*\"], client_cidr = [\"10.0.0.0/8\"] }`: a bulkhead matches a client when "
+      "each of its non-empty lists has an entry that matches, and a client goes to the first "
+      "bulkhead of its database's server, in file order, that matches it (a bulkhead without "
+      "any `match` list receives no clients). Clients no bulkhead matches belong to the "
+      "server's bulkhead named `default`, which exists even when not configured (`reserved = "
+      "0`, `max` = the server's `max_connections`, `queue_depth` = `max_client_conn`, "
+      "`max_wait` = `query_wait_timeout`, served last). A rate's `burst` "
+      "of 0 means the rate itself. SHOW CONFIG names a key `bulkheads.NAME.KEY`, or "
+      "`bulkheads.SERVER.NAME.KEY` when bulkheads of two servers share the NAME.");
   return out;
 }
 

@@ -10,7 +10,7 @@
 // keeps the connection objects keyed by BackendId.
 #pragma once
 
-#include "pools/admission.hpp"
+#include "pools/types.hpp"
 
 #include <chrono>
 #include <cstdint>

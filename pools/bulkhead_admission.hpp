@@ -32,6 +32,7 @@
 #include "pools/circuit_breaker.hpp"
 #include "pools/queue_delay_monitor.hpp"
 #include "pools/token_bucket.hpp"
+#include "pools/types.hpp"
 
 #include <array>
 #include <chrono>
@@ -48,12 +49,6 @@
 
 namespace sluice::pools {
 
-// The same aliases as pools/admission.hpp (redeclaring an alias to the same type is allowed).
-using Clock = std::chrono::steady_clock;
-using TimePoint = Clock::time_point;
-using GroupId = std::uint32_t;
-using LeaseId = std::uint64_t;
-using TicketId = std::uint64_t;
 using BulkheadId = std::uint32_t;
 
 // try_acquire's group when no group limit applies.

@@ -48,6 +48,20 @@ std::optional<CancelTarget> CancelRegistry::lookup(std::uint32_t pid, std::uint3
   return it->second.target;
 }
 
+std::shared_ptr<ClientSession> CancelRegistry::session_for(std::uint32_t pid,
+                                                           std::uint32_t secret) {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(pid);
+  if (it == entries_.end() || it->second.secret != secret) return nullptr;
+  return it->second.session.lock();
+}
+
+std::shared_ptr<ClientSession> CancelRegistry::find(std::uint32_t pid) {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(pid);
+  return it == entries_.end() ? nullptr : it->second.session.lock();
+}
+
 std::vector<std::shared_ptr<ClientSession>> CancelRegistry::sessions() {
   std::lock_guard lock(mu_);
   std::vector<std::shared_ptr<ClientSession>> out;

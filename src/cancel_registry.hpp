@@ -33,6 +33,10 @@ class CancelRegistry {
   void set_target(std::uint32_t pid, std::optional<CancelTarget> target);
   // The target for a CancelRequest, if the key matches a session that is using a backend.
   std::optional<CancelTarget> lookup(std::uint32_t pid, std::uint32_t secret);
+  // The session with this key, if the secret matches (a CancelRequest for a queued session).
+  std::shared_ptr<ClientSession> session_for(std::uint32_t pid, std::uint32_t secret);
+  // The session with this pid (KILL_CLIENT).
+  std::shared_ptr<ClientSession> find(std::uint32_t pid);
   std::vector<std::shared_ptr<ClientSession>> sessions();
   std::size_t size();
 

@@ -8,6 +8,8 @@
 #include "src/log.hpp"
 #include "src/runtime.hpp"
 
+#include <cstring>
+
 namespace sluice {
 
 namespace pr = protocol;
@@ -16,6 +18,18 @@ namespace {
 
 // Authentication messages are small; a client that sends more is not authenticating.
 constexpr std::uint32_t kMaxAuthMessage = 8192;
+
+// The client's IP address (none for a Unix-socket client).
+std::optional<asio::ip::address> peer_address(const Socket& s) {
+  error_code ec;
+  Endpoint ep = s.remote_endpoint(ec);
+  if (ec) return std::nullopt;
+  if (ep.protocol().family() != AF_INET && ep.protocol().family() != AF_INET6) return std::nullopt;
+  asio::ip::tcp::endpoint tcp;
+  tcp.resize(ep.size());
+  std::memcpy(tcp.data(), ep.data(), ep.size());
+  return tcp.address();
+}
 
 }  // namespace
 
@@ -27,7 +41,14 @@ ClientSession::ClientSession(Runtime& rt, Socket socket, std::string peer)
 
 ClientSession::~ClientSession() {
   if (key_pid_ != 0) rt_.cancels().remove(key_pid_);
+  if (class_) rt_.pools().release_client(*class_);
   if (counted_) rt_.clients.fetch_sub(1);
+}
+
+void ClientSession::cancel_wait() {
+  asio::post(client_.get_executor(), [self = shared_from_this()] {
+    if (!self->waiting_.expired()) self->rt_.pools().abandon(self->waiting_);
+  });
 }
 
 void ClientSession::terminate(std::string sqlstate, std::string message) {
@@ -75,6 +96,30 @@ awaitable<void> ClientSession::run() {
     auto [pid, secret] = rt_.cancels().add(weak_from_this());
     key_pid_ = pid;
     key_secret_ = secret;
+    // Classified once, before authentication: a refusal costs no authentication work.
+    if (const config::Database* db = cfg->find_database(database_)) {
+      auto admitted = rt_.pools().admit_client(*cfg, *db,
+                                               ClientInfo{.user = user_,
+                                                          .database = database_,
+                                                          .application_name = app_name_,
+                                                          .address = peer_address(client_)});
+      if (auto* refusal = std::get_if<AdmissionRefusal>(&admitted)) {
+        log::session().info("client_refused reason={} peer={} db={} user={}",
+                            pools::to_string(refusal->reason), peer_, database_, user_);
+        co_await send_fatal(refusal->sqlstate, refusal->message, refusal->detail, refusal->hint);
+        co_return;
+      }
+      class_ = std::move(std::get<ClientClass>(admitted));
+      if (class_->statement_timeout.count() > 0) {
+        statement_limit_ = class_->statement_timeout;
+        statement_grace_ = cfg->statement_timeout_grace;
+        // The database enforces the class's timeout unless the client asked for its own.
+        if (find_param(client_params_, "statement_timeout") == nullptr) {
+          client_params_.emplace_back("statement_timeout",
+                                      std::to_string(class_->statement_timeout.count()));
+        }
+      }
+    }
     if (!co_await authenticate()) co_return;
   }
   if (!co_await login_attach()) {
@@ -188,7 +233,12 @@ awaitable<void> ClientSession::handle_cancel_request(pr::ByteView msg) {
   if (!req) co_return;
   auto target = rt_.cancels().lookup(req->pid, req->secret);
   if (!target) {
-    log::session().debug("cancel_ignored reason=no_match_or_idle peer={}", peer_);
+    // Not running anything on a backend: it may be waiting in a queue; it then leaves it.
+    if (auto session = rt_.cancels().session_for(req->pid, req->secret)) {
+      session->cancel_wait();
+      co_return;
+    }
+    log::session().debug("cancel_ignored reason=no_match peer={}", peer_);
     co_return;
   }
   log::session().info("cancel_forwarded session={} backend_pid={}", req->pid, target->pid);

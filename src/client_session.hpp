@@ -43,6 +43,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   awaitable<void> run();
   // Ends the session with a FATAL error (sent when the client is at a message boundary).
   void terminate(std::string sqlstate, std::string message);
+  // A CancelRequest for this session arrived while it waits in a bulkhead's queue: it leaves the
+  // queue and its work is answered with 57014. Any thread.
+  void cancel_wait();
   std::uint32_t id() const { return key_pid_; }
 
  private:
@@ -78,6 +81,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void refresh_params_key();
   std::optional<protocol::Buffer> rename_statements_in_error(protocol::ByteView msg) const;
   void start_backend_pump();
+  void statement_started();
+  void arm_statement_timer(std::chrono::steady_clock::time_point at);
+  void on_statement_timer();
   void arm_idle_transaction_timer();
   void disarm_idle_transaction_timer();
   awaitable<void> relay();
@@ -112,8 +118,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::optional<auth::Key> scram_server_key_;
 
   Pool* pool_ = nullptr;
-  bool tx_mode_ = false;  // transaction pooling for this client's database
-  bool pinned_ = false;   // uses session state: keeps its backend until it leaves
+  std::optional<ClientClass> class_;  // its bulkhead (none for the admin console)
+  PoolManager::WaitHandle waiting_;   // set while queued for a slot
+  bool tx_mode_ = false;              // transaction pooling for this client's database
+  bool pinned_ = false;               // uses session state: keeps its backend until it leaves
   Lease lease_;
   std::shared_ptr<Backend> backend_;  // attached backend, if any
   // Transaction pooling: this client's named statements, and the edits to the attached backend's
@@ -148,7 +156,18 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool backend_pump_running_ = false;
   std::optional<asio::steady_timer> pump_done_;      // cancelled when the backend pump ends
   std::optional<asio::steady_timer> idle_tx_timer_;  // idle_transaction_timeout
-  std::uint64_t idle_tx_generation_ = 0;             // bumped on every disarm
+  // Statement timeout backstop: a statement (Query or Sync sent, its ReadyForQuery not yet seen)
+  // that runs past its bulkhead's statement_timeout plus the grace is cancelled; one that then
+  // runs a further grace ends the session and its backend is closed.
+  std::chrono::milliseconds statement_limit_{0};  // 0 = off
+  std::chrono::milliseconds statement_grace_{0};
+  std::chrono::steady_clock::time_point statement_started_{};
+  std::optional<asio::steady_timer> statement_timer_;
+  bool statement_timer_armed_ = false;
+  bool statement_cancel_sent_ = false;
+  bool statement_timed_out_ = false;                     // the lease ends as TimedOut
+  std::chrono::steady_clock::time_point attached_at_{};  // when backend_ was attached
+  std::uint64_t idle_tx_generation_ = 0;                 // bumped on every disarm
   std::optional<std::pair<std::string, std::string>> terminate_reason_;
 };
 

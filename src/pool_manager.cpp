@@ -1,33 +1,165 @@
 #include "src/pool_manager.hpp"
 
+#include "config/cidr.hpp"
+#include "config/name_pattern.hpp"
 #include "src/log.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <stdexcept>
+#include <sys/socket.h>
+#include <tuple>
 
 namespace sluice {
 
 using pools::Clock;
 
 struct PoolManager::Waiter {
-  enum class Outcome { Waiting, Granted, Expired, Refused };
+  enum class Outcome { Waiting, Granted, Refused, Cancelled, ClientGone, Closed };
   explicit Waiter(const asio::any_io_executor& ex) : executor(ex), timer(ex) {}
   asio::any_io_executor executor;
   asio::steady_timer timer;            // touched only on `executor`
   Outcome outcome = Outcome::Waiting;  // guarded by mu_
   pools::LeaseId lease = 0;            // guarded by mu_
+  pools::Refused refusal;              // guarded by mu_ (Outcome::Refused)
+  ServerState* server = nullptr;
+  pools::TicketId ticket = 0;
+  bool watch_done = false;  // touched only on `executor`: the wait is over, leave the socket be
 };
 
+namespace {
+
+// The admission policy of one server from the config: its [[bulkheads]], and a `default`
+// bulkhead that keeps PgBouncer's behaviour (a queue as deep as max_client_conn, waits of up to
+// query_wait_timeout) unless the config defines `default` itself.
+pools::Policy policy_for(const config::Config& cfg, const config::Server& server) {
+  pools::Policy p;
+  p.capacity = server.max_connections;
+  p.breaker.failure_threshold = 3;
+  p.breaker.open_delay = std::max(server.connect_retry_delay, std::chrono::milliseconds(10));
+  p.breaker.max_open_delay = std::max(p.breaker.open_delay, std::chrono::milliseconds(30000));
+  bool has_default = false;
+  std::uint32_t lowest = 0;
+  for (const config::Bulkhead& b : cfg.bulkheads) {
+    if (b.server != server.name) continue;
+    pools::BulkheadPolicy bp;
+    bp.name = b.name;
+    bp.priority = b.priority;
+    bp.reserved = b.reserved;
+    bp.max = std::min(b.max.value_or(server.max_connections), server.max_connections);
+    bp.queue_depth = b.queue_depth;
+    bp.max_wait = b.max_wait;
+    bp.statement_timeout = b.statement_timeout;
+    bp.idle_transaction_timeout = b.idle_transaction_timeout;
+    bp.max_clients = b.max_clients;
+    if (b.new_connections_per_second > 0) {
+      bp.new_connections = pools::RateLimit{
+          static_cast<double>(b.new_connections_per_second),
+          b.new_connections_burst > 0 ? b.new_connections_burst : b.new_connections_per_second};
+    }
+    if (b.new_transactions_per_second > 0) {
+      bp.new_transactions = pools::RateLimit{
+          static_cast<double>(b.new_transactions_per_second),
+          b.new_transactions_burst > 0 ? b.new_transactions_burst : b.new_transactions_per_second};
+    }
+    bp.adaptive_lifo = b.adaptive_lifo;
+    bp.lifo_target = b.lifo_target;
+    has_default = has_default || b.name == pools::kDefaultBulkhead;
+    lowest = std::max(lowest, b.priority + 1);
+    p.bulkheads.push_back(std::move(bp));
+  }
+  if (!has_default) {
+    pools::BulkheadPolicy d;
+    d.name = pools::kDefaultBulkhead;
+    d.priority = lowest;
+    d.max = server.max_connections;
+    d.queue_depth = cfg.max_client_conn;
+    d.max_wait = cfg.query_wait_timeout.count() > 0 ? cfg.query_wait_timeout : config::kMaxDuration;
+    p.bulkheads.push_back(std::move(d));
+  }
+  return p;
+}
+
+bool any_name(const std::vector<std::string>& patterns, std::string_view value) {
+  if (patterns.empty()) return true;
+  return std::any_of(patterns.begin(), patterns.end(), [value](const std::string& p) {
+    return config::matches_name_pattern(p, value);
+  });
+}
+
+bool any_cidr(const std::vector<std::string>& cidrs, const std::optional<asio::ip::address>& a) {
+  if (cidrs.empty()) return true;
+  if (!a) return false;  // a Unix-socket client has no address to match
+  std::array<std::uint8_t, 16> bytes{};
+  if (a->is_v4()) {
+    const auto v4 = a->to_v4().to_bytes();
+    std::copy(v4.begin(), v4.end(), bytes.begin());
+  } else {
+    const auto v6 = a->to_v6().to_bytes();
+    std::copy(v6.begin(), v6.end(), bytes.begin());
+  }
+  return std::any_of(cidrs.begin(), cidrs.end(), [&](const std::string& text) {
+    const auto cidr = config::parse_cidr(text);  // validated by the config parser
+    return cidr && config::matches(*cidr, bytes, a->is_v4());
+  });
+}
+
+// The first [[bulkheads]] entry of `server` (file order) whose match holds; nullptr: default.
+const config::Bulkhead* classify(const config::Config& cfg, const std::string& server,
+                                 const ClientInfo& who) {
+  for (const config::Bulkhead& b : cfg.bulkheads) {
+    if (b.server != server || b.match.empty()) continue;
+    if (any_name(b.match.application_name, who.application_name) &&
+        any_name(b.match.user, who.user) && any_name(b.match.database, who.database) &&
+        any_cidr(b.match.client_cidr, who.address)) {
+      return &b;
+    }
+  }
+  return nullptr;
+}
+
+std::string ms_text(std::chrono::nanoseconds d) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+}
+
+}  // namespace
+
 struct ServerState {
-  ServerState(const config::Server& c, std::uint32_t max_waiters)
-      : cfg(c), admission(c.max_connections, max_waiters), book(c.max_connections) {
+  ServerState(const config::Server& c, pools::BulkheadAdmission a)
+      : cfg(c), admission(std::move(a)), book(c.max_connections) {
     book.set_max_connecting(c.max_connect_attempts);
   }
   config::Server cfg;
-  pools::Admission admission;
+  pools::BulkheadAdmission admission;
   pools::BackendBook book;
   std::unordered_map<pools::BackendId, std::shared_ptr<Backend>> idle;
   std::unordered_map<pools::TicketId, std::shared_ptr<PoolManager::Waiter>> waiters;
-  Clock::time_point down_until{};  // connect attempts fail fast until then
-  std::string down_reason;
+  std::string down_reason;  // the last connect failure, for server_down refusals
+  std::uint64_t connect_attempts = 0;
+  std::uint64_t connect_failures = 0;
 };
+
+// The ErrorResponse fields for a refusal (docs/ADMISSION.md, "Refusal is an API").
+AdmissionRefusal describe_refusal(const ServerState& s, const pools::Refused& r) {
+  AdmissionRefusal out;
+  out.reason = r.reason;
+  out.retry_after = r.retry_after;
+  const std::string& name = s.admission.bulkhead_policy(r.bulkhead).name;
+  out.hint = "retry after " + std::to_string(r.retry_after.count()) + " ms";
+  if (r.reason == pools::RefusalReason::ServerDown) {
+    out.sqlstate = "08006";
+    out.message = "sluice: server \"" + s.cfg.name + "\" is unavailable: circuit breaker open";
+    out.detail = s.down_reason.empty() ? "connection attempts to the server keep failing"
+                                       : "last connection attempt: " + s.down_reason;
+    return out;
+  }
+  out.sqlstate = "53300";
+  out.message = "sluice: bulkhead \"" + name + "\" is saturated: " + pools::to_string(r.reason);
+  out.detail = "queue depth " + std::to_string(r.waiters) + ", oldest waiter " +
+               ms_text(r.oldest_age) + " ms";
+  return out;
+}
 
 Lease& Lease::operator=(Lease&& o) noexcept {
   if (this != &o) {
@@ -39,14 +171,20 @@ Lease& Lease::operator=(Lease&& o) noexcept {
   return *this;
 }
 
-void Lease::reset() {
-  if (m_ != nullptr) std::exchange(m_, nullptr)->release(s_, id_);
+void Lease::reset(pools::LeaseOutcome outcome) {
+  if (m_ != nullptr) std::exchange(m_, nullptr)->release(s_, id_, outcome);
 }
 
 PoolManager::PoolManager(const config::Config& cfg) {
+  std::uint64_t seed = static_cast<std::uint64_t>(Clock::now().time_since_epoch().count());
   for (const auto& [name, server] : cfg.servers) {
-    // The wait queue is bounded by the client limit: every client waits at most once.
-    servers_.emplace(name, std::make_unique<ServerState>(server, cfg.max_client_conn));
+    auto admission = pools::BulkheadAdmission::create(policy_for(cfg, server), ++seed);
+    if (!admission) {
+      std::string why;
+      for (const auto& e : admission.error()) why += (why.empty() ? "" : "; ") + e;
+      throw std::invalid_argument("server \"" + name + "\": " + why);
+    }
+    servers_.emplace(name, std::make_unique<ServerState>(server, std::move(*admission)));
   }
 }
 
@@ -82,71 +220,132 @@ BackendCredentials PoolManager::credentials(const Pool& pool) {
   return pool.creds;
 }
 
-awaitable<std::variant<Lease, PoolManager::AcquireFailure>> PoolManager::acquire(
-    Pool& pool, std::chrono::milliseconds wait) {
+std::variant<ClientClass, AdmissionRefusal> PoolManager::admit_client(const config::Config& cfg,
+                                                                      const config::Database& db,
+                                                                      const ClientInfo& who) {
+  std::lock_guard lock(mu_);
+  ServerState& s = *servers_.at(db.server);
+  const config::Bulkhead* b = classify(cfg, db.server, who);
+  pools::BulkheadId id = s.admission.default_bulkhead();
+  if (b != nullptr) id = s.admission.find_bulkhead(b->name).value_or(id);
+  auto admitted = s.admission.acquire_client(id, Clock::now());
+  if (auto* refused = std::get_if<pools::Refused>(&admitted)) {
+    return describe_refusal(s, *refused);
+  }
+  const pools::BulkheadPolicy& p = s.admission.bulkhead_policy(id);
+  return ClientClass{.server = &s,
+                     .bulkhead = id,
+                     .server_name = s.cfg.name,
+                     .name = p.name,
+                     .statement_timeout = p.statement_timeout,
+                     .idle_transaction_timeout = p.idle_transaction_timeout};
+}
+
+void PoolManager::release_client(const ClientClass& cls) {
+  std::lock_guard lock(mu_);
+  cls.server->admission.release_client(cls.bulkhead);
+}
+
+namespace {
+
+// Whether the peer closed its side (EOF or error) rather than sent more bytes.
+bool peer_closed(Socket& socket) {
+  char byte;
+  const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+}  // namespace
+
+awaitable<PoolManager::AcquireResult> PoolManager::acquire(Pool& pool, const ClientClass& cls,
+                                                           Socket* watch, WaitHandle* handle) {
   auto ex = co_await asio::this_coro::executor;
   ServerState& s = *pool.server;
+  const auto start = Clock::now();
   std::shared_ptr<Waiter> w;
-  pools::TicketId ticket = 0;
   {
     std::lock_guard lock(mu_);
-    auto now = Clock::now();
-    // A wait of 0 means no limit (query_wait_timeout = "0").
-    auto deadline = wait.count() > 0 ? now + wait : Clock::time_point::max();
-    pools::Decision d = s.admission.try_acquire(pool.group, now, deadline);
-    switch (d.kind) {
-      case pools::Decision::Kind::Granted:
-        co_return Lease(this, &s, d.lease);
-      case pools::Decision::Kind::Refused:
-        co_return d.reason == pools::RefuseReason::QueueFull ? AcquireFailure::QueueFull
-                                                             : AcquireFailure::Closed;
-      case pools::Decision::Kind::Queued:
-        break;
-    }
-    ticket = d.ticket;
+    if (closed_) co_return Closed{};
+    pools::AcquireResult r = s.admission.try_acquire(cls.bulkhead, pool.group, start);
+    if (auto* g = std::get_if<pools::Granted>(&r)) co_return Lease(this, &s, g->lease);
+    if (auto* refused = std::get_if<pools::Refused>(&r)) co_return describe_refusal(s, *refused);
+    const auto& q = std::get<pools::Queued>(r);
     w = std::make_shared<Waiter>(ex);
-    w->timer.expires_at(deadline);
-    s.waiters.emplace(ticket, w);
+    w->server = &s;
+    w->ticket = q.ticket;
+    w->timer.expires_at(q.deadline);
+    s.waiters.emplace(q.ticket, w);
+  }
+  if (handle != nullptr) *handle = w;
+  if (watch != nullptr) {
+    // A client that goes away while queued leaves the queue at once. Readable with data means
+    // the client sent more (a pipeline): stop watching and wait on.
+    watch->async_wait(Socket::wait_read, [this, w, watch](error_code ec) {
+      if (ec || w->watch_done || !peer_closed(*watch)) return;
+      std::lock_guard lock(mu_);
+      if (w->outcome != Waiter::Outcome::Waiting) return;
+      w->server->admission.cancel(w->ticket, Clock::now());
+      w->server->waiters.erase(w->ticket);
+      w->outcome = Waiter::Outcome::ClientGone;
+      w->timer.cancel();
+    });
   }
   error_code ec;
   co_await w->timer.async_wait(ec_token(ec));
-  std::lock_guard lock(mu_);
+  w->watch_done = true;
+  if (watch != nullptr) {
+    error_code ignored;
+    watch->cancel(ignored);
+  }
+  if (handle != nullptr) handle->reset();
+  std::unique_lock lock(mu_);
   if (w->outcome == Waiter::Outcome::Waiting) {
-    // Our deadline passed: expire every waiter that is due, ourselves included.
-    std::vector<pools::TicketId> expired;
-    s.admission.expire(Clock::now(), expired);
-    for (pools::TicketId t : expired) {
-      auto it = s.waiters.find(t);
-      if (it == s.waiters.end()) continue;
-      it->second->outcome = Waiter::Outcome::Expired;
-      if (t != ticket) asio::post(it->second->executor, [o = it->second] { o->timer.cancel(); });
-      s.waiters.erase(it);
-    }
+    // Our deadline passed: refuse every waiter that is due, ourselves included.
+    reject(s, s.admission.expire(Clock::now()));
     if (w->outcome == Waiter::Outcome::Waiting) {  // not due yet by the pool's clock
-      s.admission.cancel(ticket);
-      s.waiters.erase(ticket);
-      w->outcome = Waiter::Outcome::Expired;
+      s.admission.cancel(w->ticket, Clock::now());
+      s.waiters.erase(w->ticket);
+      w->outcome = Waiter::Outcome::Refused;
+      w->refusal = pools::Refused{.reason = pools::RefusalReason::MaxWait,
+                                  .retry_after = std::chrono::milliseconds(100),
+                                  .bulkhead = cls.bulkhead};
     }
   }
+  pool.traffic.wait_ns.fetch_add(
+      static_cast<std::uint64_t>(std::chrono::nanoseconds(Clock::now() - start).count()),
+      std::memory_order_relaxed);
   switch (w->outcome) {
     case Waiter::Outcome::Granted:
       co_return Lease(this, &s, w->lease);
     case Waiter::Outcome::Refused:
-      co_return AcquireFailure::Closed;
+      co_return describe_refusal(s, w->refusal);
+    case Waiter::Outcome::Cancelled:
+      co_return Cancelled{};
+    case Waiter::Outcome::ClientGone:
+      co_return ClientGone{};
     default:
-      co_return AcquireFailure::TimedOut;
+      co_return Closed{};
   }
 }
 
+void PoolManager::abandon(const WaitHandle& handle) {
+  auto w = handle.lock();
+  if (!w) return;
+  std::lock_guard lock(mu_);
+  if (w->outcome != Waiter::Outcome::Waiting) return;
+  w->server->admission.cancel(w->ticket, Clock::now());
+  w->server->waiters.erase(w->ticket);
+  w->outcome = Waiter::Outcome::Cancelled;
+  asio::post(w->executor, [w] { w->timer.cancel(); });
+}
+
 // Called with mu_ held.
-void PoolManager::wake(ServerState& s, const std::vector<pools::Grant>& granted) {
-  for (const pools::Grant& g : granted) {
+void PoolManager::wake(ServerState& s, const std::vector<pools::HandOff>& granted) {
+  for (const pools::HandOff& g : granted) {
     auto it = s.waiters.find(g.ticket);
     if (it == s.waiters.end()) {
       // A grant always has a waiter; if not, give the slot back rather than leak it.
-      std::vector<pools::Grant> more;
-      s.admission.release(g.lease, Clock::now(), more);
-      wake(s, more);
+      wake(s, s.admission.release(g.lease, Clock::now(), pools::LeaseOutcome::Ignored));
       continue;
     }
     it->second->outcome = Waiter::Outcome::Granted;
@@ -156,11 +355,27 @@ void PoolManager::wake(ServerState& s, const std::vector<pools::Grant>& granted)
   }
 }
 
-void PoolManager::release(ServerState* s, pools::LeaseId id) {
+// Called with mu_ held.
+void PoolManager::reject(ServerState& s, const std::vector<pools::Rejection>& rejected) {
+  for (const pools::Rejection& r : rejected) {
+    auto it = s.waiters.find(r.ticket);
+    if (it == s.waiters.end()) continue;
+    it->second->outcome = Waiter::Outcome::Refused;
+    it->second->refusal = r.refusal;
+    asio::post(it->second->executor, [w = it->second] { w->timer.cancel(); });
+    s.waiters.erase(it);
+  }
+}
+
+void PoolManager::release(ServerState* s, pools::LeaseId id, pools::LeaseOutcome outcome) {
   std::lock_guard lock(mu_);
-  std::vector<pools::Grant> granted;
-  s->admission.release(id, Clock::now(), granted);
-  wake(*s, granted);
+  wake(*s, s->admission.release(id, Clock::now(), outcome));
+}
+
+// Called with mu_ held: a connect to `s` failed with server trouble.
+void PoolManager::connect_failed(ServerState& s) {
+  ++s.connect_failures;
+  reject(s, s.admission.record_connect_failure(Clock::now()));
 }
 
 awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> PoolManager::checkout(
@@ -174,6 +389,7 @@ awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> PoolManager::che
     std::shared_ptr<Backend> backend;
     pools::Pick pick;
     BackendCredentials creds;
+    config::Server server_cfg;
     {
       std::lock_guard lock(mu_);
       auto now = Clock::now();
@@ -186,14 +402,9 @@ awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> PoolManager::che
           victim = std::move(s.idle.at(pick.victim));
           s.idle.erase(pick.victim);
         }
-        if (now < s.down_until) {
-          s.book.remove(pick.id);
-          if (victim) victim->close();
-          co_return BackendError{.sqlstate = "08006",
-                                 .message = "sluice: server \"" + s.cfg.name + "\" is unavailable",
-                                 .detail = s.down_reason};
-        }
+        ++s.connect_attempts;
         creds = pool.creds;
+        server_cfg = s.cfg;
       }
     }
     if (victim) victim->close();
@@ -223,22 +434,22 @@ awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> PoolManager::che
     b->server = s.cfg.name;
     b->created = Clock::now();
     auto err =
-        co_await connect_backend(*b, s.cfg, pool.db.dbname, creds, startup, max_message_size);
+        co_await connect_backend(*b, server_cfg, pool.db.dbname, creds, startup, max_message_size);
     std::lock_guard lock(mu_);
     if (err) {
       s.book.remove(pick.id);
       bool server_trouble =
           !err->from_server || err->sqlstate.starts_with("57") || err->sqlstate.starts_with("53");
       if (server_trouble) {
-        s.down_until = Clock::now() + s.cfg.connect_retry_delay;
         s.down_reason = err->message + (err->detail.empty() ? "" : ": " + err->detail);
+        connect_failed(s);
       }
       log::pool().warn("backend_connect_failed server={} db={} user={} sqlstate={} reason=\"{}\"",
                        s.cfg.name, pool.db.dbname, creds.user, err->sqlstate, err->message);
       co_return *err;
     }
     s.book.connected(pick.id, Clock::now(), false);
-    s.down_until = {};
+    s.admission.record_connect_success(Clock::now());
     log::pool().debug("backend_connected server={} db={} user={} pid={}", s.cfg.name,
                       pool.db.dbname, creds.user, b->pid);
     co_return b;
@@ -283,7 +494,7 @@ void PoolManager::maintain(const asio::any_io_executor& ex, std::uint32_t max_me
       ServerState& s = *pool->server;
       bool can_login = pool->creds.password || pool->creds.md5_secret ||
                        (pool->creds.scram_client_key && pool->creds.scram_server_key);
-      if (!can_login || now < s.down_until) continue;
+      if (!can_login || s.admission.breaker_state(now) != pools::BreakerState::Closed) continue;
       while (auto id = s.book.reserve_warm(pool->book_id, now)) warm.emplace_back(pool.get(), *id);
     }
   }
@@ -306,19 +517,28 @@ awaitable<void> PoolManager::warm_up(Pool& pool, pools::BackendId id,
   b->id = id;
   b->server = s.cfg.name;
   b->created = Clock::now();
-  auto creds = credentials(pool);
-  auto err = co_await connect_backend(*b, s.cfg, pool.db.dbname, creds, {}, max_message_size);
+  BackendCredentials creds;
+  config::Server server_cfg;
+  {
+    std::lock_guard lock(mu_);
+    creds = pool.creds;
+    server_cfg = s.cfg;
+    ++s.connect_attempts;
+  }
+  auto err = co_await connect_backend(*b, server_cfg, pool.db.dbname, creds, {}, max_message_size);
   std::lock_guard lock(mu_);
   if (err || closed_) {
     s.book.remove(id);
-    if (err) {
-      s.down_until = Clock::now() + s.cfg.connect_retry_delay;
+    if (err &&
+        (!err->from_server || err->sqlstate.starts_with("57") || err->sqlstate.starts_with("53"))) {
       s.down_reason = err->message;
+      connect_failed(s);
     }
     b->close();
     co_return;
   }
   s.book.connected(id, Clock::now(), true);
+  s.admission.record_connect_success(Clock::now());
   s.idle.emplace(id, std::move(b));
 }
 
@@ -328,15 +548,12 @@ void PoolManager::close_all() {
     std::lock_guard lock(mu_);
     closed_ = true;
     for (auto& [name, s] : servers_) {
-      std::vector<pools::TicketId> refused;
-      s->admission.close(refused);
-      for (auto t : refused) {
-        auto it = s->waiters.find(t);
-        if (it == s->waiters.end()) continue;
-        it->second->outcome = Waiter::Outcome::Refused;
-        asio::post(it->second->executor, [w = it->second] { w->timer.cancel(); });
-        s->waiters.erase(it);
+      for (auto& [ticket, w] : s->waiters) {
+        s->admission.cancel(ticket, Clock::now());
+        w->outcome = Waiter::Outcome::Closed;
+        asio::post(w->executor, [w = w] { w->timer.cancel(); });
       }
+      s->waiters.clear();
       for (auto& [id, b] : s->idle) {
         s->book.remove(id);
         to_close.push_back(std::move(b));
@@ -347,17 +564,93 @@ void PoolManager::close_all() {
   for (auto& b : to_close) b->close();
 }
 
-std::vector<PoolStats> PoolManager::stats() {
+void PoolManager::fill_snapshot(Snapshot& snap) {
   std::lock_guard lock(mu_);
-  std::vector<PoolStats> out;
-  for (auto& [key, p] : pools_) {
-    out.push_back(PoolStats{.database = p->database,
-                            .user = p->user,
-                            .server = p->server->cfg.name,
-                            .backends = p->server->book.counts(p->book_id),
-                            .slots = p->server->admission.group_stats(p->group)});
+  const auto now = Clock::now();
+  for (auto& [name, s] : servers_) {
+    ServerSnapshot out{.name = name,
+                       .host = s->cfg.host,
+                       .port = s->cfg.port,
+                       .admission = s->admission.server_stats(now),
+                       .connect_attempts = s->connect_attempts,
+                       .connect_failures = s->connect_failures};
+    std::vector<pools::BulkheadStats> bulkheads;
+    for (pools::BulkheadId id = 0; id < s->admission.bulkhead_count(); ++id) {
+      bulkheads.push_back(s->admission.stats(id, now));
+    }
+    std::stable_sort(bulkheads.begin(), bulkheads.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.retired, a.priority) < std::tie(b.retired, b.priority);
+    });
+    for (auto& b : bulkheads) snap.bulkheads.push_back(BulkheadSnapshot{name, std::move(b)});
+    snap.servers.push_back(std::move(out));
   }
-  return out;
+  for (auto& [key, p] : pools_) {
+    const pools::PoolCounts counts = p->server->book.counts(p->book_id);
+    for (ServerSnapshot& server : snap.servers) {
+      if (server.name != p->server->cfg.name) continue;
+      server.backends.connecting += counts.connecting;
+      server.backends.idle += counts.idle;
+      server.backends.active += counts.active;
+    }
+    PoolSnapshot ps{
+        .database = p->database,
+        .user = p->user,
+        .server = p->server->cfg.name,
+        .pool_mode = p->db.pool_mode == config::PoolMode::Transaction ? "transaction" : "session",
+        .pool_size = p->db.pool_size,
+        .backends = counts,
+        .slots_in_use = counts.active,
+        .paused = p->paused};
+    const auto load = [](const std::atomic<std::uint64_t>& a) {
+      return a.load(std::memory_order_relaxed);
+    };
+    ps.traffic = TrafficCounters{.transactions = load(p->traffic.transactions),
+                                 .queries = load(p->traffic.queries),
+                                 .bytes_in = load(p->traffic.bytes_in),
+                                 .bytes_out = load(p->traffic.bytes_out),
+                                 .transaction_ns = load(p->traffic.transaction_ns),
+                                 .query_ns = load(p->traffic.query_ns),
+                                 .wait_ns = load(p->traffic.wait_ns)};
+    snap.pools.push_back(std::move(ps));
+  }
+  std::sort(snap.pools.begin(), snap.pools.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.database, a.user) < std::tie(b.database, b.user);
+  });
+}
+
+std::vector<std::string> PoolManager::apply_config(const config::Config& cfg) {
+  std::vector<std::string> errors;
+  std::lock_guard lock(mu_);
+  const auto now = Clock::now();
+  for (auto& [name, s] : servers_) {
+    auto it = cfg.servers.find(name);
+    if (it == cfg.servers.end()) continue;  // a removed server keeps serving its sessions
+    s->cfg.max_connect_attempts = it->second.max_connect_attempts;
+    s->cfg.connect_timeout = it->second.connect_timeout;
+    s->cfg.connect_retry_delay = it->second.connect_retry_delay;
+    s->book.set_max_connecting(it->second.max_connect_attempts);
+    s->cfg.max_connections = it->second.max_connections;
+    s->book.set_max_connections(it->second.max_connections);
+    auto applied = s->admission.set_policy(policy_for(cfg, it->second), now);
+    if (!applied) {
+      for (const auto& e : applied.error()) errors.push_back("server \"" + name + "\": " + e);
+      continue;
+    }
+    wake(*s, *applied);
+  }
+  for (auto& [key, p] : pools_) {
+    const config::Database* db = cfg.find_database(p->database);
+    if (db == nullptr || db->server != p->server->cfg.name) continue;
+    // Sessions read the rest of the database's settings from the current config snapshot;
+    // pool.db is read under mu_ only for what changes here.
+    p->db.pool_size = db->pool_size;
+    p->server->book.set_pool_settings(p->book_id,
+                                      pools::PoolSettings{.lifetime = db->server_lifetime,
+                                                          .idle_timeout = db->server_idle_timeout,
+                                                          .min_size = db->min_pool_size});
+    wake(*p->server, p->server->admission.set_group_limit(p->group, db->pool_size, now));
+  }
+  return errors;
 }
 
 }  // namespace sluice

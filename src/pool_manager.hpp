@@ -1,7 +1,7 @@
 // PoolManager: the one owner of all pool state, shared by every thread.
 //
-// It wraps the pure cores of pools/ (one Admission and one BackendBook per server) with a mutex,
-// maps admission tickets to waiting sessions, and keeps the idle Backend objects. Critical
+// It wraps the pure cores of pools/ (one BulkheadAdmission and one BackendBook per server) with a
+// mutex, maps admission tickets to waiting sessions, and keeps the idle Backend objects. Critical
 // sections are a few counter and queue operations; connecting, resetting and closing happen
 // outside the lock. A grant to a waiter on another thread is a post to that waiter's executor
 // (STYLE.md §2, shape (a)).
@@ -10,11 +10,13 @@
 #pragma once
 
 #include "config/config.hpp"
-#include "pools/admission.hpp"
 #include "pools/backend_book.hpp"
+#include "pools/bulkhead_admission.hpp"
 #include "src/asio_prelude.hpp"
 #include "src/backend.hpp"
+#include "src/snapshot.hpp"
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -37,9 +39,45 @@ struct Pool {
   pools::PoolId book_id = 0;
   pools::GroupId group = 0;
   BackendCredentials creds;  // guarded by PoolManager::mu_
+  bool paused = false;       // guarded by PoolManager::mu_
+  // Traffic counters, added to by sessions without the lock.
+  struct Traffic {
+    std::atomic<std::uint64_t> transactions{0}, queries{0}, bytes_in{0}, bytes_out{0};
+    std::atomic<std::uint64_t> transaction_ns{0}, query_ns{0}, wait_ns{0};
+  } traffic;
 };
 
-// The right to use one backend slot of a server; released when destroyed.
+// A client's bulkhead, decided once from its startup packet and address (before authentication).
+struct ClientClass {
+  ServerState* server = nullptr;
+  pools::BulkheadId bulkhead = 0;
+  std::string server_name;
+  std::string name;  // the bulkhead's name
+  std::chrono::milliseconds statement_timeout{0};
+  std::chrono::milliseconds idle_transaction_timeout{0};
+};
+
+// What a client is told when admission refuses it: the SQLSTATE, message, DETAIL and HINT of the
+// ErrorResponse (see docs/ADMISSION.md, "Refusal is an API").
+struct AdmissionRefusal {
+  std::string sqlstate;
+  std::string message;
+  std::string detail;
+  std::string hint;
+  pools::RefusalReason reason = pools::RefusalReason::QueueFull;
+  std::chrono::milliseconds retry_after{0};
+};
+
+// Who a client is, for classification.
+struct ClientInfo {
+  std::string_view user;
+  std::string_view database;
+  std::string_view application_name;
+  std::optional<asio::ip::address> address;  // none for Unix-socket clients
+};
+
+// The right to use one backend slot of a server; released when destroyed (as Completed) or by
+// reset(outcome).
 class Lease {
  public:
   Lease() = default;
@@ -47,19 +85,13 @@ class Lease {
   Lease(Lease&& o) noexcept : m_(std::exchange(o.m_, nullptr)), s_(o.s_), id_(o.id_) {}
   Lease& operator=(Lease&& o) noexcept;
   ~Lease() { reset(); }
-  void reset();
+  void reset(pools::LeaseOutcome outcome = pools::LeaseOutcome::Completed);
   explicit operator bool() const { return m_ != nullptr; }
 
  private:
   PoolManager* m_ = nullptr;
   ServerState* s_ = nullptr;
   pools::LeaseId id_ = 0;
-};
-
-struct PoolStats {
-  std::string database, user, server;
-  pools::PoolCounts backends;
-  pools::GroupStats slots;
 };
 
 class PoolManager {
@@ -74,10 +106,29 @@ class PoolManager {
   void learn_credentials(Pool& pool, const BackendCredentials& creds);
   BackendCredentials credentials(const Pool& pool);
 
-  enum class AcquireFailure { TimedOut, QueueFull, Closed };
-  // Waits up to `wait` for a slot of the pool's server.
-  awaitable<std::variant<Lease, AcquireFailure>> acquire(Pool& pool,
-                                                         std::chrono::milliseconds wait);
+  // Classifies a client into a bulkhead of `db`'s server and counts it against the bulkhead's
+  // max_clients and new-connection rate. The caller calls release_client() when it leaves.
+  std::variant<ClientClass, AdmissionRefusal> admit_client(const config::Config& cfg,
+                                                           const config::Database& db,
+                                                           const ClientInfo& who);
+  void release_client(const ClientClass& cls);
+
+  struct Waiter;  // a session waiting for a slot (defined in the .cpp)
+  // Where a queued session can be reached to abandon its wait (client gone, CancelRequest).
+  using WaitHandle = std::weak_ptr<Waiter>;
+
+  struct Cancelled {};   // a CancelRequest arrived while queued
+  struct ClientGone {};  // the watched client socket closed while queued
+  struct Closed {};      // shutting down
+  using AcquireResult = std::variant<Lease, AdmissionRefusal, Cancelled, ClientGone, Closed>;
+  // A slot of the pool's server for the client's bulkhead: granted at once, after waiting in the
+  // bulkhead's queue (at most its max_wait), or refused. While queued, `watch` (the client's
+  // socket, if given, and not otherwise being read) is watched for EOF, and `handle` is set so
+  // that abandon() can reach the wait.
+  awaitable<AcquireResult> acquire(Pool& pool, const ClientClass& cls, Socket* watch,
+                                   WaitHandle* handle);
+  // Ends a wait with Cancelled (if it is still waiting).
+  void abandon(const WaitHandle& handle);
 
   // With a slot held: an idle backend of the pool, or a new connection opened on the caller's
   // executor with `startup` parameters.
@@ -92,14 +143,18 @@ class PoolManager {
   // Refuses every waiter and every later acquisition; closes idle backends.
   void close_all();
 
-  std::vector<PoolStats> stats();
-
-  struct Waiter;  // a session waiting for a slot (defined in the .cpp)
+  // Pools, servers and bulkheads, read under one lock (the rest of the snapshot is the caller's).
+  void fill_snapshot(Snapshot& snap);
+  // Applies a reloaded config: bulkhead policies, pool sizes, server limits. Sessions keep running.
+  // Returns the errors of policies that could not be applied (their old policy stays).
+  std::vector<std::string> apply_config(const config::Config& cfg);
 
  private:
   friend class Lease;
-  void release(ServerState* s, pools::LeaseId id);
-  void wake(ServerState& s, const std::vector<pools::Grant>& granted);
+  void release(ServerState* s, pools::LeaseId id, pools::LeaseOutcome outcome);
+  void wake(ServerState& s, const std::vector<pools::HandOff>& granted);
+  void reject(ServerState& s, const std::vector<pools::Rejection>& rejected);
+  void connect_failed(ServerState& s);
   awaitable<void> warm_up(Pool& pool, pools::BackendId id, std::uint32_t max_message_size);
 
   std::mutex mu_;  // guards everything below and the mutable parts of Pool and ServerState

@@ -134,29 +134,42 @@ awaitable<bool> ClientSession::login_attach() {
 
 awaitable<std::optional<ClientSession::Refusal>> ClientSession::acquire_backend(bool login) {
   auto cfg = rt_.config();
-  auto acquired = co_await rt_.pools().acquire(*pool_, cfg->query_wait_timeout);
-  if (auto* failure = std::get_if<PoolManager::AcquireFailure>(&acquired)) {
-    switch (*failure) {
-      case PoolManager::AcquireFailure::Closed:
-        co_return Refusal{
-            .sqlstate = "57P01", .message = "sluice: the pooler is shutting down", .fatal = true};
-      case PoolManager::AcquireFailure::QueueFull:
-        co_return Refusal{.sqlstate = "53300",
-                          .message = "sluice: too many clients waiting for a backend connection"};
-      case PoolManager::AcquireFailure::TimedOut:
-        co_return Refusal{.sqlstate = "53300",
-                          .message = "sluice: no backend connection became free in time",
-                          .detail = "query_wait_timeout passed while waiting in the queue"};
-    }
+  if (!class_) {
+    co_return Refusal{.sqlstate = "08006",
+                      .message = "sluice: the database was added after this client connected",
+                      .fatal = true};
+  }
+  // Nothing else reads the client's socket now: acquire() may watch it for a disconnect.
+  auto acquired = co_await rt_.pools().acquire(*pool_, *class_, &client_, &waiting_);
+  if (auto* refusal = std::get_if<AdmissionRefusal>(&acquired)) {
+    co_return Refusal{.sqlstate = refusal->sqlstate,
+                      .message = refusal->message,
+                      .detail = refusal->detail,
+                      .hint = refusal->hint};
+  }
+  if (std::holds_alternative<PoolManager::Cancelled>(acquired)) {
+    co_return Refusal{.sqlstate = "57014",
+                      .message = "canceling statement due to user request",
+                      .detail = "sluice: cancelled while waiting in bulkhead \"" + class_->name +
+                                "\"'s queue; it never reached the database"};
+  }
+  if (std::holds_alternative<PoolManager::ClientGone>(acquired)) {
+    client_terminated_ = true;  // nobody to answer
+    co_return Refusal{.sqlstate = "08006", .message = "client disconnected", .fatal = true};
+  }
+  if (std::holds_alternative<PoolManager::Closed>(acquired)) {
+    co_return Refusal{
+        .sqlstate = "57P01", .message = "sluice: the pooler is shutting down", .fatal = true};
   }
   lease_ = std::move(std::get<Lease>(acquired));
 
   auto checked = co_await rt_.pools().checkout(*pool_, {}, cfg->max_message_size);
   if (auto* err = std::get_if<BackendError>(&checked)) {
-    lease_.reset();
+    lease_.reset(pools::LeaseOutcome::Failed);
     co_return Refusal{.sqlstate = err->sqlstate, .message = err->message, .detail = err->detail};
   }
   backend_ = std::move(std::get<std::shared_ptr<Backend>>(checked));
+  attached_at_ = std::chrono::steady_clock::now();
   backend_->statements.set_capacity(cfg->max_prepared_statements);
   edits_.clear();
   pending_syncs_ = 0;
@@ -180,7 +193,13 @@ void ClientSession::detach_backend() {
   backend_->buf.release_memory();
   rt_.pools().checkin(*pool_, std::move(backend_), true);
   backend_.reset();
-  lease_.reset();
+  pool_->traffic.transactions.fetch_add(1, std::memory_order_relaxed);
+  pool_->traffic.transaction_ns.fetch_add(
+      static_cast<std::uint64_t>(
+          std::chrono::nanoseconds(std::chrono::steady_clock::now() - attached_at_).count()),
+      std::memory_order_relaxed);
+  lease_.reset(std::exchange(statement_timed_out_, false) ? pools::LeaseOutcome::TimedOut
+                                                          : pools::LeaseOutcome::Completed);
 }
 
 // Brings the backend's parameters in line with what this client expects. At login the client
@@ -278,11 +297,11 @@ void ClientSession::count_client_message(char type) {
   switch (type) {
     case pr::fe::kQuery:
     case pr::fe::kFunctionCall:
-      ++pending_syncs_;
+      if (pending_syncs_++ == 0) statement_started();
       edits_.group_sent();
       break;
     case pr::fe::kSync:
-      ++pending_syncs_;
+      if (pending_syncs_++ == 0) statement_started();
       edits_.group_sent();
       unsynced_extended_ = false;
       break;
@@ -337,7 +356,12 @@ std::optional<pr::Buffer> ClientSession::rename_statements_in_error(pr::ByteView
 
 // Called when the backend has answered everything and the client holds it inside a transaction.
 void ClientSession::arm_idle_transaction_timer() {
-  const auto timeout = pool_->db.idle_transaction_timeout;
+  auto timeout = class_ ? class_->idle_transaction_timeout : std::chrono::milliseconds(0);
+  if (timeout.count() <= 0) {
+    auto cfg = rt_.config();
+    const config::Database* db = cfg->find_database(pool_->database);
+    timeout = db != nullptr ? db->idle_transaction_timeout : pool_->db.idle_transaction_timeout;
+  }
   if (timeout.count() <= 0) return;
   if (!idle_tx_timer_) idle_tx_timer_.emplace(client_.get_executor());
   idle_tx_timer_->expires_after(timeout);
@@ -352,6 +376,62 @@ void ClientSession::arm_idle_transaction_timer() {
 void ClientSession::disarm_idle_transaction_timer() {
   ++idle_tx_generation_;
   if (idle_tx_timer_) idle_tx_timer_->cancel();
+}
+
+// A statement (a Query, FunctionCall or Sync) was sent with nothing else outstanding, or the
+// previous one of a pipeline was answered: its statement-timeout clock starts now.
+void ClientSession::statement_started() {
+  if (statement_limit_.count() <= 0) return;
+  statement_started_ = std::chrono::steady_clock::now();
+  statement_cancel_sent_ = false;
+  if (!statement_timer_armed_)
+    arm_statement_timer(statement_started_ + statement_limit_ + statement_grace_);
+}
+
+// One timer per session, re-armed lazily: a busy client does not touch it per statement.
+void ClientSession::arm_statement_timer(std::chrono::steady_clock::time_point at) {
+  if (!statement_timer_) statement_timer_.emplace(client_.get_executor());
+  statement_timer_armed_ = true;
+  statement_timer_->expires_at(at);
+  statement_timer_->async_wait([self = shared_from_this()](error_code ec) {
+    self->statement_timer_armed_ = false;
+    if (!ec) self->on_statement_timer();
+  });
+}
+
+void ClientSession::on_statement_timer() {
+  if (pending_syncs_ == 0 || !backend_ || backend_failed_) return;  // nothing running
+  const auto now = std::chrono::steady_clock::now();
+  if (!statement_cancel_sent_) {
+    const auto deadline = statement_started_ + statement_limit_ + statement_grace_;
+    if (now < deadline) {
+      arm_statement_timer(deadline);
+      return;
+    }
+    // The database's own statement_timeout should have fired by now: cancel it ourselves.
+    statement_cancel_sent_ = true;
+    statement_timed_out_ = true;
+    statement_started_ = now;
+    log::session().warn("statement_timeout session={} bulkhead={} backend_pid={} action=cancel",
+                        key_pid_, class_ ? class_->name : "", backend_->pid);
+    if (backend_->remote) {
+      auto ex = client_.get_executor();
+      asio::co_spawn(ex,
+                     send_cancel_request(ex, *backend_->remote, backend_->pid, backend_->secret),
+                     [](std::exception_ptr) {});
+    }
+    arm_statement_timer(now + std::max(statement_grace_, std::chrono::milliseconds(100)));
+    return;
+  }
+  if (now < statement_started_ + statement_grace_) {
+    arm_statement_timer(statement_started_ + statement_grace_);
+    return;
+  }
+  // The backend did not come back after the cancel: it is closed, not reused.
+  log::session().warn("statement_timeout session={} backend_pid={} action=close_backend", key_pid_,
+                      backend_->pid);
+  backend_failed_ = true;
+  terminate("57014", "canceling statement due to statement timeout");
 }
 
 void ClientSession::start_backend_pump() {
@@ -448,6 +528,7 @@ awaitable<void> ClientSession::relay() {
     need = 0;
     std::size_t n = co_await client_.async_read_some(in_.tail(), ec_token(ec));
     if (ec) break;
+    pool_->traffic.bytes_in.fetch_add(n, std::memory_order_relaxed);
     disarm_idle_transaction_timer();
     in_.commit(n);
     pr::ByteView view = in_.view();
@@ -629,7 +710,11 @@ awaitable<void> ClientSession::backend_to_client() {
         const char type = step.frame.type;
         if (type == pr::be::kReadyForQuery) {
           b.tx = pr::read_ready_for_query(msg).value_or(pr::TxStatus::Failed);
-          if (pending_syncs_ > 0) --pending_syncs_;
+          if (pending_syncs_ > 0 && --pending_syncs_ > 0) statement_started();
+          pool_->traffic.queries.fetch_add(1, std::memory_order_relaxed);
+          if (!tx_mode_ && b.tx == pr::TxStatus::Idle) {
+            pool_->traffic.transactions.fetch_add(1, std::memory_order_relaxed);
+          }
         } else if (type == pr::be::kParameterStatus) {
           if (auto p = pr::read_parameter_status(msg)) {
             b.reported[std::string(p->name)] = std::string(p->value);
@@ -669,6 +754,7 @@ awaitable<void> ClientSession::backend_to_client() {
     }
     if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
     if (!out.empty()) {
+      pool_->traffic.bytes_out.fetch_add(asio::buffer_size(out), std::memory_order_relaxed);
       co_await asio::async_write(client_, out, ec_token(ec));
       backend_replacements_.clear();
       if (ec) {
@@ -710,11 +796,13 @@ awaitable<void> ClientSession::cleanup() {
   auto ex = co_await asio::this_coro::executor;
   if (key_pid_ != 0) rt_.cancels().set_target(key_pid_, std::nullopt);
   disarm_idle_transaction_timer();
+  if (statement_timer_) statement_timer_->cancel();
   if (backend_) {
     bool reusable = !backend_failed_ && !backend_mid_message_ && !client_mid_message_ &&
                     pending_syncs_ == 0 && !unsynced_extended_ &&
                     backend_->tx == pr::TxStatus::Idle && backend_->socket.is_open();
-    const std::string& reset = pool_->db.server_reset_query;
+    const config::Database* db = cfg->find_database(pool_->database);
+    const std::string reset = db != nullptr ? db->server_reset_query : pool_->db.server_reset_query;
     // Transaction pooling hands backends on without a reset; session state only exists on
     // backends of session pooling or of pinned clients.
     if (reusable && !reset.empty() && (!tx_mode_ || pinned_)) {
@@ -736,6 +824,9 @@ awaitable<void> ClientSession::cleanup() {
     }
     backend_->buf.release_memory();
     rt_.pools().checkin(*pool_, std::move(backend_), reusable);
+    lease_.reset(statement_timed_out_ ? pools::LeaseOutcome::TimedOut
+                 : reusable           ? pools::LeaseOutcome::Completed
+                                      : pools::LeaseOutcome::Failed);
   }
   lease_.reset();
   if (terminate_reason_ && client_.is_open() && !backend_mid_message_) {

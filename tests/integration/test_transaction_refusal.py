@@ -4,6 +4,8 @@ extended protocol (input skipped to the next Sync, as PostgreSQL does after an e
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 import pytest
 
@@ -28,7 +30,10 @@ def test_a_refused_simple_query_leaves_the_connection_usable(sluice):
     with pytest.raises(psycopg.errors.TooManyConnections) as refused:
         client.execute("SELECT 1", prepare=False)
     assert refused.value.sqlstate == "53300"
-    assert "query_wait_timeout" in (refused.value.diag.message_detail or "")
+    # The default bulkhead waits query_wait_timeout at most (its max_wait).
+    assert refused.value.diag.message_primary == 'sluice: bulkhead "default" is saturated: max_wait'
+    assert "queue depth" in (refused.value.diag.message_detail or "")
+    assert re.fullmatch(r"retry after \d+ ms", refused.value.diag.message_hint or "")
     holder.rollback()  # the backend is free again
     assert client.execute("SELECT 41 + 1").fetchone() == (42,)
     holder.close()

@@ -379,14 +379,22 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):  # an inline table, e.g. a bulkhead's match
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
+                                for k, v in value.items() if v is not None) + " }"
     raise TypeError(f"cannot write {type(value).__name__} as a TOML value")
 
 
 def to_toml(config: Mapping[str, Any]) -> str:
     """Writes a dict as TOML: scalars and arrays at the top, then one [a.b] table per nested
-    dict of dicts (e.g. servers.main, databases.app). Keys whose value is None are omitted."""
+    dict of dicts (e.g. servers.main, databases.app), then one [[key]] entry per element of a
+    top-level list of dicts (bulkheads; a dict inside one is an inline table). Keys whose value
+    is None are omitted."""
     lines: list[str] = []
     tables: list[tuple[str, Mapping[str, Any]]] = []
+    arrays = {k: v for k, v in config.items()
+              if isinstance(v, (list, tuple)) and v and all(isinstance(e, Mapping) for e in v)}
+    config = {k: v for k, v in config.items() if k not in arrays}
 
     def walk(prefix: str, table: Mapping[str, Any]) -> None:
         for key, value in table.items():
@@ -406,6 +414,12 @@ def to_toml(config: Mapping[str, Any]) -> str:
             lines.append(f"[{name}]")
             lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in scalars.items())
         walk(name + ".", table)
+    for key, entries in arrays.items():
+        for entry in entries:
+            lines.append("")
+            lines.append(f"[[{_toml_key(key)}]]")
+            lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in entry.items()
+                         if v is not None)
     return "\n".join(lines) + "\n"
 
 

@@ -406,8 +406,10 @@ TEST_CASE("the example config parses and sets every key", "[config]") {
   REQUIRE(app != nullptr);
   CHECK(app->server == "main");
   CHECK(app->pool_mode == PoolMode::Session);
+  CHECK(loaded->bulkheads.empty());  // the [[bulkheads]] example is commented out
 
-  // Every key of the table appears as an assignment, so the example documents all of them.
+  // Every key of the table appears as an assignment, so the example documents all of them; the
+  // bulkhead keys do so in the commented [[bulkheads]] example, checked below.
   std::ifstream in(path);
   std::stringstream text;
   text << in.rdbuf();
@@ -419,7 +421,60 @@ TEST_CASE("the example config parses and sets every key", "[config]") {
     }
   }
   for (const KeyInfo& key : key_table()) {
+    if (key.section == Section::Bulkhead) continue;
     CAPTURE(key.name);
     CHECK(std::count(assigned.begin(), assigned.end(), std::string(key.name)) == 1);
+  }
+}
+
+TEST_CASE("the example's commented [[bulkheads]] entry is valid and shows every bulkhead key",
+          "[config]") {
+  const std::string path = std::string(SLUICE_SOURCE_DIR) + "/sluice.example.toml";
+  std::ifstream in(path);
+  std::stringstream original;
+  original << in.rdbuf();
+  // Remove "# " from the lines of the block that starts at "# [[bulkheads]]".
+  std::string uncommented;
+  std::vector<std::string> block;
+  bool inside = false;
+  for (std::string line; std::getline(original, line);) {
+    if (line == "# [[bulkheads]]") inside = true;
+    if (inside && !line.starts_with("# ")) inside = false;
+    if (inside) {
+      line.erase(0, 2);
+      block.push_back(line);
+    }
+    uncommented += line + "\n";
+  }
+  REQUIRE(block.size() > 1);
+  const auto parsed = parse_config(uncommented, path);
+  if (!parsed) {
+    for (const Diagnostic& d : parsed.error()) UNSCOPED_INFO(d.to_string());
+  }
+  REQUIRE(parsed);
+  REQUIRE(parsed->bulkheads.size() == 1);
+  const Bulkhead& b = parsed->bulkheads[0];
+  CHECK(b.name == "critical");
+  CHECK(b.server == "main");
+  CHECK(b.match.application_name == std::vector<std::string>{"checkout*", "login"});
+  CHECK(b.match.client_cidr == std::vector<std::string>{"10.0.0.0/8"});
+
+  std::vector<std::string> assigned;
+  std::string match_line;
+  for (const std::string& line : block) {
+    const std::size_t eq = line.find(" = ");
+    if (line.empty() || line[0] == '#' || eq == std::string::npos) continue;
+    assigned.push_back(line.substr(0, eq));
+    if (line.starts_with("match = {")) match_line = line;
+  }
+  for (const KeyInfo& key : key_table()) {
+    if (key.section != Section::Bulkhead) continue;
+    CAPTURE(key.name);
+    const std::string_view name = key.name;
+    if (name.starts_with("match.")) {
+      CHECK(match_line.find(" " + std::string(name.substr(6)) + " = ") != std::string::npos);
+    } else {
+      CHECK(std::count(assigned.begin(), assigned.end(), std::string(name)) == 1);
+    }
   }
 }

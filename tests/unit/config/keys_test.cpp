@@ -15,6 +15,9 @@ namespace {
 
 // The smallest valid file (auth_file set because auth_type defaults to scram-sha-256).
 constexpr const char* kMinimal = "auth_file = \"users.txt\"\n[servers.main]\n[databases.app]\n";
+// kMinimal plus the smallest bulkhead, so that every section has one instance.
+constexpr const char* kMinimalBulkhead =
+    "auth_file = \"users.txt\"\n[servers.main]\n[databases.app]\n[[bulkheads]]\nname = \"b\"\n";
 
 Config parse_ok(const std::string& text) {
   auto parsed = parse_config(text, "t.toml");
@@ -26,7 +29,9 @@ Config parse_ok(const std::string& text) {
 }
 
 // A valid file with `key` set to `value` (TOML text); `line` receives the key's line number.
-// pool_size is raised so that min_pool_size can take its whole range.
+// pool_size is raised so that min_pool_size can take its whole range, and a bulkhead's server
+// gets the largest max_connections so that reserved and max can take theirs. A burst is written
+// with its rate, which it needs.
 std::string with_key(const KeyInfo& key, const std::string& value, int& line) {
   const std::string assignment = std::string(key.name) + " = " + value + "\n";
   std::string text;
@@ -45,17 +50,40 @@ std::string with_key(const KeyInfo& key, const std::string& value, int& line) {
     add(assignment);
     line = lines;
   }
+  if (key.section == Section::Bulkhead) add("max_connections = 100000\n");
   add("[databases.app]\n");
   if (key.name != "pool_size") add("pool_size = 100000\n");
   if (key.section == Section::Database) {
     add(assignment);
     line = lines;
   }
+  if (key.section == Section::Bulkhead) {
+    add("[[bulkheads]]\n");
+    if (key.name != "name") add("name = \"b\"\n");
+    const std::string_view name = key.name;
+    if (name.ends_with("_burst")) {
+      add(std::string(name.substr(0, name.size() - 5)) + "per_second = 1\n");
+    }
+    add(assignment);  // "match.user = [...]" is a dotted key into the match table
+    line = lines;
+  }
   return text;
 }
 
+// The path diagnostics give the key in with_key's file. A rejected name leaves the bulkhead
+// identified by its index.
 std::string path_of(const KeyInfo& key) {
-  return key_path(key.section, key.section == Section::Server ? "main" : "app", key.name);
+  switch (key.section) {
+    case Section::Global:
+      return std::string(key.name);
+    case Section::Server:
+      return key_path(key.section, "main", key.name);
+    case Section::Database:
+      return key_path(key.section, "app", key.name);
+    case Section::Bulkhead:
+      return key_path(key.section, key.name == "name" ? "[0]" : "b", key.name);
+  }
+  return "";
 }
 
 std::string read_file(const std::string& path) {
@@ -81,13 +109,58 @@ TEST_CASE("every key is declared once with a type, a description and a way to st
     CHECK((key.type == KeyType::Enum) == !key.allowed.empty());
     if (key.type == KeyType::Integer || key.type == KeyType::Interval) CHECK(key.min <= key.max);
   }
-  CHECK(seen.size() == 31);
+  CHECK(seen.size() == 53);
   CHECK(find_key(Section::Global, "pool_size") == nullptr);
   CHECK(find_key(Section::Database, "listen") == nullptr);
+  CHECK(find_key(Section::Bulkhead, "user") == nullptr);  // it is match.user
+  CHECK(find_key(Section::Bulkhead, "match.user") != nullptr);
+}
+
+TEST_CASE("the bulkhead keys are the documented set, reloadable except name and server",
+          "[config]") {
+  std::vector<std::string> names;
+  for (const KeyInfo& key : key_table()) {
+    if (key.section != Section::Bulkhead) continue;
+    names.emplace_back(key.name);
+    CAPTURE(key.name);
+    CHECK(key.reloadable == (key.name != "name" && key.name != "server"));
+  }
+  CHECK(names == std::vector<std::string>{
+                     "name",
+                     "server",
+                     "priority",
+                     "reserved",
+                     "max",
+                     "queue_depth",
+                     "max_wait",
+                     "statement_timeout",
+                     "idle_transaction_timeout",
+                     "max_clients",
+                     "new_connections_per_second",
+                     "new_connections_burst",
+                     "new_transactions_per_second",
+                     "new_transactions_burst",
+                     "adaptive_lifo",
+                     "lifo_target",
+                     "match.application_name",
+                     "match.user",
+                     "match.database",
+                     "match.client_cidr",
+                 });
+  CHECK_FALSE(find_key(Section::Global, "metrics_listen")->reloadable);
+  CHECK(find_key(Section::Global, "statement_timeout_grace")->reloadable);
+}
+
+TEST_CASE("key paths of bulkheads use the name, or the index in brackets", "[config]") {
+  CHECK(key_path(Section::Bulkhead, "critical", "max") == "bulkheads.critical.max");
+  CHECK(key_path(Section::Bulkhead, "critical", "match.user") == "bulkheads.critical.match.user");
+  CHECK(key_path(Section::Bulkhead, "critical", "") == "bulkheads.critical");
+  CHECK(key_path(Section::Bulkhead, "[2]", "max") == "bulkheads[2].max");
+  CHECK(key_path(Section::Bulkhead, "[2]", "") == "bulkheads[2]");
 }
 
 TEST_CASE("each key's documented default is what a minimal config gets", "[config]") {
-  const Config config = parse_ok(kMinimal);
+  const Config config = parse_ok(kMinimalBulkhead);
   const std::vector<ConfigRow> rows = show_config(config);
   REQUIRE(rows.size() == key_table().size());
   for (const ConfigRow& row : rows) {
@@ -103,21 +176,26 @@ TEST_CASE("each key's documented default is what a minimal config gets", "[confi
   CHECK(value_of("auth_file") == "\"users.txt\"");
   CHECK(value_of("databases.app.server") == "\"main\"");
   CHECK(value_of("databases.app.dbname") == "\"app\"");
+  CHECK(value_of("bulkheads.b.name") == "\"b\"");
+  CHECK(value_of("bulkheads.b.server") == "\"main\"");
+  CHECK(value_of("bulkheads.b.max") == "100");  // the server's max_connections
 }
 
 TEST_CASE("writing every documented default explicitly changes nothing", "[config]") {
   std::string global = "auth_file = \"users.txt\"\n";
   std::string server = "[servers.main]\n";
   std::string database = "[databases.app]\n";
+  std::string bulkhead = "[[bulkheads]]\nname = \"b\"\n";
   for (const KeyInfo& key : key_table()) {
     if (key.default_text.empty()) continue;
     const std::string line = std::string(key.name) + " = " + std::string(key.default_text) + "\n";
-    (key.section == Section::Global   ? global
-     : key.section == Section::Server ? server
-                                      : database) += line;
+    (key.section == Section::Global     ? global
+     : key.section == Section::Server   ? server
+     : key.section == Section::Database ? database
+                                        : bulkhead) += line;
   }
-  const Config implicit = parse_ok(kMinimal);
-  const Config explicit_defaults = parse_ok(global + server + database);
+  const Config implicit = parse_ok(kMinimalBulkhead);
+  const Config explicit_defaults = parse_ok(global + server + database + bulkhead);
   CHECK(diff_configs(implicit, explicit_defaults).empty());
 }
 
@@ -126,9 +204,14 @@ TEST_CASE("every key rejects a value of the wrong type at its line", "[config]")
     CAPTURE(key.name);
     // A TOML type no key accepts in place of the one it expects.
     const bool wants_integer = key.type == KeyType::Integer;
+    const bool wants_bool = key.type == KeyType::Bool;
     int line = 0;
-    const auto parsed =
-        parse_config(with_key(key, wants_integer ? "\"1\"" : "true", line), "t.toml");
+    const auto parsed = parse_config(with_key(key,
+                                              wants_integer ? "\"1\""
+                                              : wants_bool  ? "1"
+                                                            : "true",
+                                              line),
+                                     "t.toml");
     REQUIRE_FALSE(parsed);
     std::string expected = "expected ";
     switch (key.type) {
@@ -142,8 +225,8 @@ TEST_CASE("every key rejects a value of the wrong type at its line", "[config]")
         expected += "array of strings, got bool";
         break;
       case KeyType::Bool:
-        expected += "bool, got bool";
-        break;  // no bool key yet
+        expected += "bool, got integer";
+        break;
       case KeyType::String:
       case KeyType::Enum:
         expected += "string, got bool";
@@ -207,15 +290,27 @@ server = "a"
 [databases.y]
 server = "b"
 pool_size = 7
+[[bulkheads]]
+name = "critical"
+server = "a"
+reserved = 8
+[[bulkheads]]
+name = "batch"
+server = "a"
+[[bulkheads]]
+name = "batch"
+server = "b"
+match = { user = ["etl"] }
 )");
   const std::vector<ConfigRow> rows = show_config(config);
-  std::size_t global = 0, server = 0, database = 0;
+  std::size_t global = 0, server = 0, database = 0, bulkhead = 0;
   for (const KeyInfo& key : key_table()) {
-    (key.section == Section::Global   ? global
-     : key.section == Section::Server ? server
-                                      : database)++;
+    (key.section == Section::Global     ? global
+     : key.section == Section::Server   ? server
+     : key.section == Section::Database ? database
+                                        : bulkhead)++;
   }
-  CHECK(rows.size() == global + 2 * server + 2 * database);
+  CHECK(rows.size() == global + 2 * server + 2 * database + 3 * bulkhead);
   const auto find = [&rows](const std::string& key) {
     return std::find_if(rows.begin(), rows.end(), [&](const ConfigRow& r) { return r.key == key; });
   };
@@ -227,6 +322,21 @@ pool_size = 7
   CHECK(find("databases.y.pool_size")->reloadable);
   CHECK(find("auth_type")->value == "\"trust\"");
   CHECK(find("listen")->value == "[\"127.0.0.1:6432\"]");
+  // A name used on one server only is enough; a name used on two is qualified with the server.
+  REQUIRE(find("bulkheads.critical.reserved") != rows.end());
+  CHECK(find("bulkheads.critical.reserved")->value == "8");
+  CHECK(find("bulkheads.critical.reserved")->reloadable);
+  CHECK_FALSE(find("bulkheads.critical.name")->reloadable);
+  CHECK(find("bulkheads.critical.max")->value == "100");
+  CHECK(find("bulkheads.critical.max")->default_value.empty());
+  CHECK(find("bulkheads.batch.max") == rows.end());
+  REQUIRE(find("bulkheads.a.batch.server") != rows.end());
+  CHECK(find("bulkheads.a.batch.server")->value == "\"a\"");
+  CHECK(find("bulkheads.b.batch.match.user")->value == "[\"etl\"]");
+  CHECK(find("bulkheads.b.batch.match.user")->default_value == "[]");
+  CHECK(find("bulkheads.a.batch.adaptive_lifo")->value == "true");
+  CHECK(find("metrics_listen")->value == "\"\"");
+  CHECK(find("statement_timeout_grace")->value == "\"1s\"");
 }
 
 TEST_CASE("the reload diff lists changed keys and sections with their reloadability", "[config]") {
@@ -262,6 +372,92 @@ server_reset_query = "RESET ALL"
   CHECK(diff_configs(after, after).empty());
 }
 
+TEST_CASE("the reload diff matches bulkheads by server and name", "[config]") {
+  const Config before = parse_ok(R"(auth_type = "trust"
+[servers.main]
+max_connections = 50
+[servers.replica]
+[databases.app]
+server = "main"
+[[bulkheads]]
+name = "critical"
+server = "main"
+reserved = 8
+[[bulkheads]]
+name = "batch"
+server = "main"
+max = 20
+[[bulkheads]]
+name = "old"
+server = "main"
+)");
+  // Reordered, one removed, one added on the other server (which qualifies "batch"'s label),
+  // one changed.
+  const Config after = parse_ok(R"(auth_type = "trust"
+metrics_listen = "127.0.0.1:9187"
+[servers.main]
+max_connections = 50
+[servers.replica]
+[databases.app]
+server = "main"
+[[bulkheads]]
+name = "batch"
+server = "main"
+max = 20
+adaptive_lifo = false
+[[bulkheads]]
+name = "critical"
+server = "main"
+reserved = 8
+match = { client_cidr = ["10.0.0.0/8"] }
+[[bulkheads]]
+name = "batch"
+server = "replica"
+)");
+  std::vector<std::string> lines;
+  for (const ConfigChange& c : diff_configs(before, after)) {
+    lines.push_back(c.key + " " + c.old_value + " -> " + c.new_value +
+                    (c.reloadable ? "" : " (restart)"));
+  }
+  CHECK(lines == std::vector<std::string>{
+                     "bulkheads.old {name = \"old\", server = \"main\"} -> ",
+                     "bulkheads.replica.batch  -> {name = \"batch\", server = \"replica\"}",
+                     "metrics_listen \"\" -> \"127.0.0.1:9187\" (restart)",
+                     "bulkheads.main.batch.adaptive_lifo true -> false",
+                     "bulkheads.critical.match.client_cidr [] -> [\"10.0.0.0/8\"]",
+                 });
+  CHECK(diff_configs(after, after).empty());
+
+  // A bulkhead without max follows its server's max_connections.
+  const Config grown = parse_ok(R"(auth_type = "trust"
+[servers.main]
+max_connections = 80
+[servers.replica]
+[databases.app]
+server = "main"
+[[bulkheads]]
+name = "critical"
+server = "main"
+reserved = 8
+[[bulkheads]]
+name = "batch"
+server = "main"
+max = 20
+[[bulkheads]]
+name = "old"
+server = "main"
+)");
+  std::vector<std::string> grown_lines;
+  for (const ConfigChange& c : diff_configs(before, grown)) {
+    grown_lines.push_back(c.key + " " + c.old_value + " -> " + c.new_value);
+  }
+  CHECK(grown_lines == std::vector<std::string>{
+                           "servers.main.max_connections 50 -> 80",
+                           "bulkheads.critical.max 50 -> 80",
+                           "bulkheads.old.max 50 -> 80",
+                       });
+}
+
 TEST_CASE("show renders strings as TOML that parses back to the same value", "[config]") {
   const Config config = parse_ok(
       "auth_type = \"trust\"\n[servers.main]\n[databases.app]\n"
@@ -294,9 +490,16 @@ TEST_CASE("the reference has one table row per key with type, default and reload
   CHECK(reference.find("| `auth_file` | string | (none) | yes | ") != std::string::npos);
   CHECK(reference.find("| `connect_timeout` | duration, at least 1ms | `\"5s\"` | yes | ") !=
         std::string::npos);
+  CHECK(reference.find("### `[[bulkheads]]`: ") != std::string::npos);
+  CHECK(reference.find("| `max` | integer, 1..100000 | (none) | yes | ") != std::string::npos);
+  CHECK(reference.find("| `adaptive_lifo` | bool | `true` | yes | ") != std::string::npos);
+  CHECK(reference.find("| `match.client_cidr` | string list | `[]` | yes | ") != std::string::npos);
+  CHECK(reference.find("| `name` | string | (none) | no | ") != std::string::npos);
+  CHECK(reference.find("| `max_wait` | duration, at least 1ms | `\"5s\"` | yes | ") !=
+        std::string::npos);
   const auto rows = std::count(reference.begin(), reference.end(), '\n');
   CHECK(static_cast<std::size_t>(rows) ==
-        key_table().size() + 2 + 3 * 4 + 2);  // preface, sections, gaps
+        key_table().size() + 2 + 4 * 4 + 3 + 2);  // preface, sections, gaps, bulkheads' intro
 }
 
 TEST_CASE("README.md carries the generated config reference verbatim", "[config]") {
