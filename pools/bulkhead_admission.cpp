@@ -503,6 +503,8 @@ BulkheadStats BulkheadAdmission::stats(BulkheadId id, TimePoint now) const {
   s.reserved = b.policy.reserved;
   s.max = b.policy.max;
   s.queue_depth = b.policy.queue_depth;
+  s.max_wait = b.policy.max_wait;
+  s.statement_timeout = b.policy.statement_timeout;
   s.in_use = b.in_use;
   s.borrowed = b.in_use > b.policy.reserved ? b.in_use - b.policy.reserved : 0;
   s.waiters = static_cast<std::uint32_t>(b.waiters.size());

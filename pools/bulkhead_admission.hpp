@@ -115,6 +115,8 @@ struct BulkheadStats {
   std::uint32_t reserved = 0;
   std::uint32_t max = 0;
   std::uint32_t queue_depth = 0;
+  std::chrono::milliseconds max_wait{0};
+  std::chrono::milliseconds statement_timeout{0};
   std::uint32_t in_use = 0;
   std::uint32_t borrowed = 0;  // max(0, in_use - reserved)
   std::uint32_t waiters = 0;

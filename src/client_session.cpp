@@ -3,6 +3,7 @@
 #include "protocol/messages.hpp"
 #include "protocol/startup_options.hpp"
 #include "protocol/stream_scanner.hpp"
+#include "src/admin/admin_session.hpp"
 #include "src/auth/md5.hpp"
 #include "src/auth/scram.hpp"
 #include "src/log.hpp"
@@ -15,6 +16,8 @@ namespace sluice {
 namespace pr = protocol;
 
 namespace {
+
+constexpr std::string_view kAdminDatabase = "sluice";
 
 // Authentication messages are small; a client that sends more is not authenticating.
 constexpr std::uint32_t kMaxAuthMessage = 8192;
@@ -43,6 +46,64 @@ ClientSession::~ClientSession() {
   if (key_pid_ != 0) rt_.cancels().remove(key_pid_);
   if (class_) rt_.pools().release_client(*class_);
   if (counted_) rt_.clients.fetch_sub(1);
+}
+
+ClientSnapshot ClientSession::describe() const {
+  ClientSnapshot c{.id = key_pid_,
+                   .peer = peer_,
+                   .user = user_,
+                   .database = database_,
+                   .application_name = app_name_,
+                   .server = class_ ? class_->server_name : std::string(),
+                   .bulkhead = class_ ? class_->name : std::string(),
+                   .state = state_.load(std::memory_order_relaxed),
+                   .connected_at = connected_at_,
+                   .backend_pid = backend_pid_.load(std::memory_order_relaxed)};
+  if (c.state == ClientState::Waiting) {
+    const auto since = wait_since_ns_.load(std::memory_order_relaxed);
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    c.waiting_for = std::chrono::nanoseconds(std::max<std::int64_t>(0, now - since));
+  }
+  return c;
+}
+
+void ClientSession::set_state(ClientState s) { state_.store(s, std::memory_order_relaxed); }
+
+// The admin console: admin_users may do everything, stats_users only SHOW, anyone else is
+// refused. The welcome is Sluice's own (no backend behind it).
+awaitable<void> ClientSession::run_admin() {
+  auto cfg = rt_.config();
+  const auto listed = [this](const std::vector<std::string>& users) {
+    return std::find(users.begin(), users.end(), user_) != users.end();
+  };
+  AdminRole role = AdminRole::Stats;
+  if (listed(cfg->admin_users)) {
+    role = AdminRole::Admin;
+  } else if (!listed(cfg->stats_users)) {
+    log::session().info("admin_refused peer={} user={}", peer_, user_);
+    co_await send_fatal("42501", "permission denied for the admin console",
+                        "user \"" + user_ + "\" is in neither admin_users nor stats_users");
+    co_return;
+  }
+  log::session().info("admin_login session={} peer={} user={} role={}", key_pid_, peer_, user_,
+                      role == AdminRole::Admin ? "admin" : "stats");
+  set_state(ClientState::Active);
+  pr::Buffer out;
+  const std::pair<std::string_view, std::string_view> params[] = {
+      {"server_version", "15.0 (Sluice " SLUICE_VERSION ")"},
+      {"server_encoding", "UTF8"},
+      {"client_encoding", "UTF8"},
+      {"DateStyle", "ISO, MDY"},
+      {"integer_datetimes", "on"},
+      {"standard_conforming_strings", "on"},
+      {"TimeZone", "UTC"},
+      {"application_name", app_name_}};
+  for (const auto& [name, value] : params) pr::build_parameter_status(out, name, value);
+  pr::build_backend_key_data(out, key_pid_, key_secret_);
+  pr::build_ready_for_query(out, pr::TxStatus::Idle);
+  error_code ec;
+  if (!co_await write_all(client_, out, ec)) co_return;
+  co_await serve_admin(client_, in_, role, rt_, cfg->max_message_size);
 }
 
 void ClientSession::cancel_wait() {
@@ -93,9 +154,6 @@ awaitable<void> ClientSession::run() {
       co_await send_fatal("53300", "sluice: no more connections allowed (max_client_conn)");
       co_return;
     }
-    auto [pid, secret] = rt_.cancels().add(weak_from_this());
-    key_pid_ = pid;
-    key_secret_ = secret;
     // Classified once, before authentication: a refusal costs no authentication work.
     if (const config::Database* db = cfg->find_database(database_)) {
       auto admitted = rt_.pools().admit_client(*cfg, *db,
@@ -120,7 +178,19 @@ awaitable<void> ClientSession::run() {
         }
       }
     }
+    // Registered after classification: what other threads read of this session (describe())
+    // no longer changes from here on.
+    auto [pid, secret] = rt_.cancels().add(weak_from_this());
+    key_pid_ = pid;
+    key_secret_ = secret;
     if (!co_await authenticate()) co_return;
+  }
+  if (database_ == kAdminDatabase) {
+    co_await run_admin();
+    error_code ignored;
+    client_.shutdown(Socket::shutdown_both, ignored);
+    client_.close(ignored);
+    co_return;
   }
   if (!co_await login_attach()) {
     co_await cleanup();

@@ -20,8 +20,11 @@
 #include "src/asio_prelude.hpp"
 #include "src/backend.hpp"
 #include "src/pool_manager.hpp"
+#include "src/snapshot.hpp"
 #include "src/wire.hpp"
 
+#include <atomic>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,6 +50,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // queue and its work is answered with 57014. Any thread.
   void cancel_wait();
   std::uint32_t id() const { return key_pid_; }
+  // For SHOW CLIENTS: safe from any thread once the session is registered (its strings no longer
+  // change then; the changing parts are atomics).
+  ClientSnapshot describe() const;
 
  private:
   struct LoginResult;
@@ -57,6 +63,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   awaitable<bool> auth_scram(const UserSecret* secret);
   awaitable<std::optional<std::size_t>> read_client_message(char expected_type);
   awaitable<bool> login_attach();
+  awaitable<void> run_admin();
+  void set_state(ClientState s);
   // Why a backend could not be attached; fatal ones end the session.
   struct Refusal {
     std::string sqlstate;
@@ -98,7 +106,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Runtime& rt_;
   Socket client_;
   std::string peer_;
-  ReadBuffer in_;  // client bytes (startup phase and relay)
+  std::chrono::system_clock::time_point connected_at_ = std::chrono::system_clock::now();
+  std::atomic<ClientState> state_{ClientState::Login};
+  std::atomic<std::uint32_t> backend_pid_{0};
+  std::atomic<std::int64_t> wait_since_ns_{0};  // steady_clock, while Waiting
+  ReadBuffer in_;                               // client bytes (startup phase and relay)
   protocol::Buffer out_;
   std::uint32_t key_pid_ = 0;
   std::uint32_t key_secret_ = 0;

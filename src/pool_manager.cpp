@@ -205,6 +205,7 @@ Pool& PoolManager::pool_for(const config::Database& db, const std::string& user)
                                                       .idle_timeout = db.server_idle_timeout,
                                                       .min_size = db.min_pool_size});
   pool->group = pool->server->admission.add_group(db.pool_size);
+  pool->paused = all_paused_ || paused_.contains(db.name);
   Pool& ref = *pool;
   pools_.emplace(std::move(key), std::move(pool));
   return ref;
@@ -263,6 +264,27 @@ awaitable<PoolManager::AcquireResult> PoolManager::acquire(Pool& pool, const Cli
   ServerState& s = *pool.server;
   const auto start = Clock::now();
   std::shared_ptr<Waiter> w;
+  for (;;) {
+    // PAUSE: wait for RESUME (polled; a pause is an operator's rare, short action).
+    {
+      std::lock_guard lock(mu_);
+      if (closed_) co_return Closed{};
+      if (!all_paused_ && !paused_.contains(pool.database)) break;
+      const auto max_wait = s.admission.bulkhead_policy(cls.bulkhead).max_wait;
+      if (Clock::now() - start >= max_wait) {
+        co_return AdmissionRefusal{
+            .sqlstate = "53300",
+            .message = "sluice: database \"" + pool.database + "\" is paused",
+            .detail = "an administrator ran PAUSE; RESUME lets transactions through again",
+            .hint = "retry after 1000 ms",
+            .reason = pools::RefusalReason::MaxWait,
+            .retry_after = std::chrono::milliseconds(1000)};
+      }
+    }
+    asio::steady_timer t(ex, std::chrono::milliseconds(20));
+    error_code ec;
+    co_await t.async_wait(ec_token(ec));
+  }
   {
     std::lock_guard lock(mu_);
     if (closed_) co_return Closed{};
@@ -540,6 +562,21 @@ awaitable<void> PoolManager::warm_up(Pool& pool, pools::BackendId id,
   s.book.connected(id, Clock::now(), true);
   s.admission.record_connect_success(Clock::now());
   s.idle.emplace(id, std::move(b));
+}
+
+void PoolManager::set_paused(const std::string& database, bool paused) {
+  std::lock_guard lock(mu_);
+  if (database.empty()) {
+    all_paused_ = paused;
+    if (!paused) paused_.clear();
+  } else if (paused) {
+    paused_.insert(database);
+  } else {
+    paused_.erase(database);
+  }
+  for (auto& [key, p] : pools_) {
+    p->paused = all_paused_ || paused_.contains(p->database);
+  }
 }
 
 void PoolManager::close_all() {

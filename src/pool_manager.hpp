@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <variant>
@@ -140,6 +141,10 @@ class PoolManager {
   // Periodic upkeep (call about once a second from one thread): closes idle backends past their
   // idle timeout or lifetime and opens warm-up connections for min_pool_size.
   void maintain(const asio::any_io_executor& ex, std::uint32_t max_message_size);
+  // PAUSE / RESUME (database "" = all): while paused, a database's new transactions wait (up to
+  // their bulkhead's max_wait) instead of taking a backend; running ones finish.
+  void set_paused(const std::string& database, bool paused);
+
   // Refuses every waiter and every later acquisition; closes idle backends.
   void close_all();
 
@@ -161,6 +166,8 @@ class PoolManager {
   std::unordered_map<std::string, std::unique_ptr<ServerState>> servers_;
   std::unordered_map<std::string, std::unique_ptr<Pool>> pools_;  // key: database + '\0' + user
   bool closed_ = false;
+  bool all_paused_ = false;
+  std::set<std::string> paused_;  // databases
 };
 
 }  // namespace sluice

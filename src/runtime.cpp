@@ -121,6 +121,7 @@ awaitable<void> Runtime::accept_loop(std::shared_ptr<Acceptor> acceptor) {
       co_await t.async_wait(ec_token(ec));
       continue;
     }
+    clients_accepted.fetch_add(1, std::memory_order_relaxed);
     std::string peer = describe_peer(socket);
     auto session = std::make_shared<ClientSession>(*this, std::move(socket), std::move(peer));
     asio::co_spawn(
@@ -150,7 +151,9 @@ void Runtime::wait_for_signal() {
 
 void Runtime::on_signal(int signo) {
   if (signo == SIGHUP) {
-    log::main().warn("reload_not_supported reason=\"reload arrives with the operations work\"");
+    log::main().info("reload reason=SIGHUP");
+    // Off the event loop: reading files and deriving SCRAM verifiers takes a moment.
+    std::thread([this] { reload(); }).detach();
     return;
   }
   if (signo == SIGINT || draining_) {
@@ -161,15 +164,22 @@ void Runtime::on_signal(int signo) {
   begin_drain();
 }
 
-void Runtime::begin_drain() {
+void Runtime::begin_drain(bool wait_for_clients) {
   draining_ = true;
   for (auto& a : acceptors_) {
     error_code ignored;
     a->close(ignored);
   }
   auto timeout = config()->shutdown_timeout;
-  log::main().info("shutdown mode=drain clients={} timeout_ms={}", clients.load(), timeout.count());
-  drain_deadline_ = std::chrono::steady_clock::now() + timeout;
+  if (wait_for_clients) {
+    // SHUTDOWN WAIT_FOR_CLIENTS: no deadline; exit when the last client has left.
+    log::main().info("shutdown mode=wait_for_clients clients={}", clients.load());
+    drain_deadline_ = std::chrono::steady_clock::time_point::max();
+  } else {
+    log::main().info("shutdown mode=drain clients={} timeout_ms={}", clients.load(),
+                     timeout.count());
+    drain_deadline_ = std::chrono::steady_clock::now() + timeout;
+  }
   drain_timer_ = std::make_unique<asio::steady_timer>(*contexts_[0]);
   drain_timer_->expires_after(std::chrono::milliseconds(0));
   drain_timer_->async_wait([this](error_code ec) { drain_tick(ec); });

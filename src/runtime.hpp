@@ -7,6 +7,7 @@
 #pragma once
 
 #include "config/config.hpp"
+#include "src/admin/console.hpp"
 #include "src/asio_prelude.hpp"
 #include "src/auth_store.hpp"
 #include "src/cancel_registry.hpp"
@@ -20,7 +21,8 @@
 
 namespace sluice {
 
-class Runtime {
+// Runtime also carries out the admin console's commands (AdminActions), from any thread.
+class Runtime : public AdminActions {
  public:
   Runtime(std::shared_ptr<const config::Config> cfg, std::shared_ptr<const AuthStore> auth);
   ~Runtime();
@@ -36,13 +38,32 @@ class Runtime {
 
   // Client connections currently open (all phases); used for max_client_conn.
   std::atomic<std::uint32_t> clients{0};
+  std::atomic<std::uint64_t> clients_accepted{0};
+  std::atomic<std::uint64_t> protocol_errors{0};
+
+  // One consistent reading of pools, bulkheads, servers and (if asked) clients.
+  Snapshot snapshot(bool with_clients) override;
+
+  // ---- admin console commands (src/runtime_admin.cpp) ----
+  std::optional<AdminError> set_bulkhead(std::string_view server, std::string_view name,
+                                         std::string_view key, std::string_view value) override;
+  // Re-reads the config file (and the auth file): SIGHUP and RELOAD. An invalid file is
+  // rejected and the running config kept; changes that need a restart are reported, not applied.
+  std::optional<AdminError> reload() override;
+  std::optional<AdminError> pause(std::string_view database) override;
+  std::optional<AdminError> resume(std::string_view database) override;
+  std::optional<AdminError> kill_client(std::uint32_t id) override;
+  std::optional<AdminError> shutdown(bool wait_for_clients) override;
 
  private:
   awaitable<void> accept_loop(std::shared_ptr<Acceptor> acceptor);
   awaitable<void> maintenance_loop();
   void wait_for_signal();
   void on_signal(int signo);
-  void begin_drain();
+  void begin_drain(bool wait_for_clients = false);
+  // Publishes a checked config to the pools and to later readers of config().
+  std::optional<AdminError> apply(std::shared_ptr<const config::Config> next,
+                                  std::shared_ptr<const AuthStore> auth);
   void drain_tick(error_code ec);
   void stop_all();
 
@@ -57,6 +78,7 @@ class Runtime {
   std::unique_ptr<asio::signal_set> signals_;
   std::unique_ptr<asio::steady_timer> drain_timer_;
   std::chrono::steady_clock::time_point drain_deadline_{};
+  std::mutex reload_mu_;  // serialises reload and SET BULKHEAD (read-modify-publish of config_)
 };
 
 }  // namespace sluice

@@ -140,7 +140,11 @@ awaitable<std::optional<ClientSession::Refusal>> ClientSession::acquire_backend(
                       .fatal = true};
   }
   // Nothing else reads the client's socket now: acquire() may watch it for a disconnect.
+  wait_since_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                       std::memory_order_relaxed);
+  set_state(ClientState::Waiting);
   auto acquired = co_await rt_.pools().acquire(*pool_, *class_, &client_, &waiting_);
+  set_state(ClientState::Idle);
   if (auto* refusal = std::get_if<AdmissionRefusal>(&acquired)) {
     co_return Refusal{.sqlstate = refusal->sqlstate,
                       .message = refusal->message,
@@ -170,6 +174,8 @@ awaitable<std::optional<ClientSession::Refusal>> ClientSession::acquire_backend(
   }
   backend_ = std::move(std::get<std::shared_ptr<Backend>>(checked));
   attached_at_ = std::chrono::steady_clock::now();
+  backend_pid_.store(backend_->pid, std::memory_order_relaxed);
+  set_state(ClientState::Active);
   backend_->statements.set_capacity(cfg->max_prepared_statements);
   edits_.clear();
   pending_syncs_ = 0;
@@ -190,6 +196,8 @@ awaitable<std::optional<ClientSession::Refusal>> ClientSession::acquire_backend(
 
 void ClientSession::detach_backend() {
   rt_.cancels().set_target(key_pid_, std::nullopt);
+  set_state(ClientState::Idle);
+  backend_pid_.store(0, std::memory_order_relaxed);
   backend_->buf.release_memory();
   rt_.pools().checkin(*pool_, std::move(backend_), true);
   backend_.reset();
