@@ -168,6 +168,7 @@ awaitable<void> ClientSession::run() {
         co_return;
       }
       class_ = std::move(std::get<ClientClass>(admitted));
+      series_ = rt_.metrics().bulkhead_series(class_->server_name, class_->name);
       if (class_->statement_timeout.count() > 0) {
         statement_limit_ = class_->statement_timeout;
         statement_grace_ = cfg->statement_timeout_grace;
@@ -220,6 +221,7 @@ awaitable<bool> ClientSession::read_startup() {
     if (r.status != pr::DecodeStatus::Ok) {
       log::session().info("client_protocol_error phase=startup peer={} error={}", peer_,
                           pr::to_string(r.error));
+      rt_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
       if (r.error == pr::FrameError::UnsupportedProtocol) {
         co_await send_fatal("0A000", "sluice: unsupported frontend protocol");
       } else {
@@ -312,6 +314,10 @@ awaitable<void> ClientSession::handle_cancel_request(pr::ByteView msg) {
     co_return;
   }
   log::session().info("cancel_forwarded session={} backend_pid={}", req->pid, target->pid);
+  if (auto session = rt_.cancels().session_for(req->pid, req->secret)) {
+    // series_ was set before the session was registered and never changes: safe to read here.
+    if (session->series_ != nullptr) session->series_->count_statement_cancel();
+  }
   co_await send_cancel_request(co_await asio::this_coro::executor, target->endpoint, target->pid,
                                target->secret);
 }

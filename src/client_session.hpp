@@ -25,6 +25,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,6 +64,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   awaitable<bool> auth_scram(const UserSecret* secret);
   awaitable<std::optional<std::size_t>> read_client_message(char expected_type);
   awaitable<bool> login_attach();
+  awaitable<bool> welcome(const std::map<std::string, std::string>& defaults);
   awaitable<void> run_admin();
   void set_state(ClientState s);
   // Why a backend could not be attached; fatal ones end the session.
@@ -131,6 +133,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   Pool* pool_ = nullptr;
   std::optional<ClientClass> class_;  // its bulkhead (none for the admin console)
+  BulkheadSeries* series_ = nullptr;  // its bulkhead's metrics
   PoolManager::WaitHandle waiting_;   // set while queued for a slot
   bool tx_mode_ = false;              // transaction pooling for this client's database
   bool pinned_ = false;               // uses session state: keeps its backend until it leaves
@@ -174,6 +177,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::chrono::milliseconds statement_limit_{0};  // 0 = off
   std::chrono::milliseconds statement_grace_{0};
   std::chrono::steady_clock::time_point statement_started_{};
+  std::chrono::steady_clock::time_point statement_cancelled_at_{};
   std::optional<asio::steady_timer> statement_timer_;
   bool statement_timer_armed_ = false;
   bool statement_cancel_sent_ = false;

@@ -138,6 +138,7 @@ struct ServerState {
   std::string down_reason;  // the last connect failure, for server_down refusals
   std::uint64_t connect_attempts = 0;
   std::uint64_t connect_failures = 0;
+  ServerSeries* series = nullptr;  // metrics (connect durations)
 };
 
 // The ErrorResponse fields for a refusal (docs/ADMISSION.md, "Refusal is an API").
@@ -190,6 +191,11 @@ PoolManager::PoolManager(const config::Config& cfg) {
 
 PoolManager::~PoolManager() = default;
 
+void PoolManager::set_metrics(Metrics& metrics) {
+  std::lock_guard lock(mu_);
+  for (auto& [name, s] : servers_) s->series = metrics.server_series(name);
+}
+
 Pool& PoolManager::pool_for(const config::Database& db, const std::string& user) {
   std::lock_guard lock(mu_);
   std::string key = db.name + '\0' + user;
@@ -214,6 +220,11 @@ Pool& PoolManager::pool_for(const config::Database& db, const std::string& user)
 void PoolManager::learn_credentials(Pool& pool, const BackendCredentials& creds) {
   std::lock_guard lock(mu_);
   pool.creds = creds;
+}
+
+std::optional<std::map<std::string, std::string>> PoolManager::server_defaults(const Pool& pool) {
+  std::lock_guard lock(mu_);
+  return pool.server_defaults;
 }
 
 BackendCredentials PoolManager::credentials(const Pool& pool) {
@@ -457,6 +468,7 @@ awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> PoolManager::che
     b->created = Clock::now();
     auto err =
         co_await connect_backend(*b, server_cfg, pool.db.dbname, creds, startup, max_message_size);
+    if (s.series != nullptr) s.series->observe_connect(Clock::now() - b->created);
     std::lock_guard lock(mu_);
     if (err) {
       s.book.remove(pick.id);
@@ -472,6 +484,7 @@ awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> PoolManager::che
     }
     s.book.connected(pick.id, Clock::now(), false);
     s.admission.record_connect_success(Clock::now());
+    if (startup.empty()) pool.server_defaults = b->defaults;
     log::pool().debug("backend_connected server={} db={} user={} pid={}", s.cfg.name,
                       pool.db.dbname, creds.user, b->pid);
     co_return b;
@@ -548,6 +561,7 @@ awaitable<void> PoolManager::warm_up(Pool& pool, pools::BackendId id,
     ++s.connect_attempts;
   }
   auto err = co_await connect_backend(*b, server_cfg, pool.db.dbname, creds, {}, max_message_size);
+  if (s.series != nullptr) s.series->observe_connect(Clock::now() - b->created);
   std::lock_guard lock(mu_);
   if (err || closed_) {
     s.book.remove(id);
@@ -561,6 +575,7 @@ awaitable<void> PoolManager::warm_up(Pool& pool, pools::BackendId id,
   }
   s.book.connected(id, Clock::now(), true);
   s.admission.record_connect_success(Clock::now());
+  pool.server_defaults = b->defaults;
   s.idle.emplace(id, std::move(b));
 }
 

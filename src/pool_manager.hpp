@@ -14,9 +14,11 @@
 #include "pools/bulkhead_admission.hpp"
 #include "src/asio_prelude.hpp"
 #include "src/backend.hpp"
+#include "src/metrics.hpp"
 #include "src/snapshot.hpp"
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -41,6 +43,9 @@ struct Pool {
   pools::GroupId group = 0;
   BackendCredentials creds;  // guarded by PoolManager::mu_
   bool paused = false;       // guarded by PoolManager::mu_
+  // The ParameterStatus values a fresh backend of this pool reported (guarded by mu_): with them
+  // a transaction-pooling client logs in without taking a backend.
+  std::optional<std::map<std::string, std::string>> server_defaults;
   // Traffic counters, added to by sessions without the lock.
   struct Traffic {
     std::atomic<std::uint64_t> transactions{0}, queries{0}, bytes_in{0}, bytes_out{0};
@@ -99,6 +104,8 @@ class PoolManager {
  public:
   explicit PoolManager(const config::Config& cfg);
   ~PoolManager();
+  // Backend connect durations go to `metrics` (call once, before any connect).
+  void set_metrics(Metrics& metrics);
 
   // The pool for (db, user), created on first use.
   Pool& pool_for(const config::Database& db, const std::string& user);
@@ -106,6 +113,7 @@ class PoolManager {
   // warm-ups included, log in to the backend.
   void learn_credentials(Pool& pool, const BackendCredentials& creds);
   BackendCredentials credentials(const Pool& pool);
+  std::optional<std::map<std::string, std::string>> server_defaults(const Pool& pool);
 
   // Classifies a client into a bulkhead of `db`'s server and counts it against the bulkhead's
   // max_clients and new-connection rate. The caller calls release_client() when it leaves.

@@ -1,6 +1,7 @@
 #include "src/runtime.hpp"
 
 #include "src/client_session.hpp"
+#include "src/http/routes.hpp"
 #include "src/log.hpp"
 
 #include <csignal>
@@ -12,13 +13,18 @@ namespace sluice {
 namespace {
 
 // Completion handler for every detached coroutine: 1.74's `detached` would drop the exception.
+// Counted in sluice_escaped_exceptions_total once the metrics exist.
+Metrics* g_metrics = nullptr;
 auto log_exception(const char* where) {
   return [where](std::exception_ptr e) {
     if (!e) return;
+    if (g_metrics != nullptr) g_metrics->count_escaped_exception();
     try {
       std::rethrow_exception(e);
     } catch (const std::exception& ex) {
       log::main().error("escaped_exception where={} what=\"{}\"", where, ex.what());
+    } catch (...) {
+      log::main().error("escaped_exception where={} what=unknown", where);
     }
   };
 }
@@ -65,7 +71,10 @@ std::string describe_peer(const Socket& s) {
 Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::shared_ptr<const AuthStore> auth)
     : config_(std::move(cfg)),
       auth_(std::move(auth)),
+      metrics_(std::make_unique<Metrics>(*config_)),
       pools_(std::make_unique<PoolManager>(*config_)) {
+  pools_->set_metrics(*metrics_);
+  g_metrics = metrics_.get();
   std::size_t threads = config_->threads;
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   for (std::size_t i = 0; i < threads; ++i) {
@@ -80,6 +89,15 @@ int Runtime::run() {
   for (const auto& a : config_->listen) {
     acceptors_.push_back(bind_listener(main_ctx, a));
     log::main().info("listening address={}", a.to_string());
+  }
+  if (config_->metrics_listen) {
+    http_ = std::make_unique<http::HttpServer>(
+        main_ctx, *config_->metrics_listen, [this](const http::HttpRequest& request) {
+          return http::route_request(
+              request, [this] { return snapshot(false); }, *metrics_);
+        });
+    http_->start();
+    log::main().info("metrics_listening address={}", config_->metrics_listen->to_string());
   }
   for (auto& acceptor : acceptors_) {
     asio::co_spawn(main_ctx, accept_loop(acceptor), log_exception("accept_loop"));
@@ -214,6 +232,7 @@ void Runtime::stop_all() {
     error_code ignored;
     a->close(ignored);
   }
+  if (http_) http_->stop();
   pools_->close_all();
   signals_.reset();
   for (auto& ctx : contexts_) ctx->stop();

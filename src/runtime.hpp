@@ -11,6 +11,8 @@
 #include "src/asio_prelude.hpp"
 #include "src/auth_store.hpp"
 #include "src/cancel_registry.hpp"
+#include "src/http/server.hpp"
+#include "src/metrics.hpp"
 #include "src/pool_manager.hpp"
 
 #include <atomic>
@@ -33,6 +35,7 @@ class Runtime : public AdminActions {
   std::shared_ptr<const config::Config> config() const { return std::atomic_load(&config_); }
   std::shared_ptr<const AuthStore> auth() const { return std::atomic_load(&auth_); }
   PoolManager& pools() { return *pools_; }
+  Metrics& metrics() { return *metrics_; }
   CancelRegistry& cancels() { return cancels_; }
   bool draining() const { return draining_.load(); }
 
@@ -71,7 +74,9 @@ class Runtime : public AdminActions {
   std::shared_ptr<const AuthStore> auth_;
   std::vector<std::unique_ptr<asio::io_context>> contexts_;
   std::vector<std::shared_ptr<Acceptor>> acceptors_;
+  std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<PoolManager> pools_;
+  std::unique_ptr<http::HttpServer> http_;  // metrics_listen: /metrics, /status, /
   CancelRegistry cancels_;
   std::atomic<bool> draining_{false};
   std::atomic<std::size_t> next_context_{0};

@@ -115,8 +115,14 @@ awaitable<bool> ClientSession::login_attach() {
       creds.password || creds.md5_secret || (creds.scram_client_key && creds.scram_server_key);
   if (can_login) rt_.pools().learn_credentials(*pool_, creds);
 
-  // Both modes take a backend now: the client must see the server's ParameterStatus values, with
-  // its own settings applied, before its first ReadyForQuery.
+  if (tx_mode_) {
+    // The pool knows what the server reports: welcome the client without a backend (its
+    // settings are applied when its first transaction takes one), so that logging in never
+    // waits for, or is refused by, a saturated bulkhead.
+    if (auto defaults = rt_.pools().server_defaults(*pool_)) co_return co_await welcome(*defaults);
+  }
+  // Otherwise a backend now: the client must see the server's ParameterStatus values, with its
+  // own settings applied, before its first ReadyForQuery.
   if (auto refusal = co_await acquire_backend(true)) {
     // At connect time every refusal is FATAL: the client has no session to go on with.
     co_await send_fatal(refusal->sqlstate, refusal->message, refusal->detail, refusal->hint);
@@ -132,6 +138,29 @@ awaitable<bool> ClientSession::login_attach() {
   co_return true;
 }
 
+// Transaction pooling, the pool's server parameters known: the client's expected settings are
+// the server's defaults overlaid with its startup parameters, as sync_parameters(login) would
+// settle them; they reach a backend at the client's first transaction.
+awaitable<bool> ClientSession::welcome(const std::map<std::string, std::string>& defaults) {
+  Params desired;
+  for (const auto& [name, value] : defaults) {
+    if (is_settable(name)) desired.emplace_back(name, value);
+  }
+  for (const auto& [name, value] : client_params_) set_param(desired, name, value);
+  pr::Buffer out;
+  for (const auto& [name, value] : defaults) {
+    const std::string* mine = find_param(client_params_, name);
+    pr::build_parameter_status(out, name, mine != nullptr && is_settable(name) ? *mine : value);
+  }
+  client_params_ = std::move(desired);
+  refresh_params_key();
+  pr::build_backend_key_data(out, key_pid_, key_secret_);
+  pr::build_ready_for_query(out, pr::TxStatus::Idle);
+  set_state(ClientState::Idle);
+  error_code ec;
+  co_return co_await write_all(client_, out, ec);
+}
+
 awaitable<std::optional<ClientSession::Refusal>> ClientSession::acquire_backend(bool login) {
   auto cfg = rt_.config();
   if (!class_) {
@@ -143,8 +172,11 @@ awaitable<std::optional<ClientSession::Refusal>> ClientSession::acquire_backend(
   wait_since_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
                        std::memory_order_relaxed);
   set_state(ClientState::Waiting);
+  const auto wait_start = std::chrono::steady_clock::now();
   auto acquired = co_await rt_.pools().acquire(*pool_, *class_, &client_, &waiting_);
   set_state(ClientState::Idle);
+  if (series_ != nullptr)
+    series_->observe_queue_wait(std::chrono::steady_clock::now() - wait_start);
   if (auto* refusal = std::get_if<AdmissionRefusal>(&acquired)) {
     co_return Refusal{.sqlstate = refusal->sqlstate,
                       .message = refusal->message,
@@ -201,11 +233,12 @@ void ClientSession::detach_backend() {
   backend_->buf.release_memory();
   rt_.pools().checkin(*pool_, std::move(backend_), true);
   backend_.reset();
+  const auto held = std::chrono::steady_clock::now() - attached_at_;
   pool_->traffic.transactions.fetch_add(1, std::memory_order_relaxed);
   pool_->traffic.transaction_ns.fetch_add(
-      static_cast<std::uint64_t>(
-          std::chrono::nanoseconds(std::chrono::steady_clock::now() - attached_at_).count()),
+      static_cast<std::uint64_t>(std::chrono::nanoseconds(held).count()),
       std::memory_order_relaxed);
+  if (series_ != nullptr) series_->observe_transaction(held);
   lease_.reset(std::exchange(statement_timed_out_, false) ? pools::LeaseOutcome::TimedOut
                                                           : pools::LeaseOutcome::Completed);
 }
@@ -389,8 +422,8 @@ void ClientSession::disarm_idle_transaction_timer() {
 // A statement (a Query, FunctionCall or Sync) was sent with nothing else outstanding, or the
 // previous one of a pipeline was answered: its statement-timeout clock starts now.
 void ClientSession::statement_started() {
-  if (statement_limit_.count() <= 0) return;
   statement_started_ = std::chrono::steady_clock::now();
+  if (statement_limit_.count() <= 0) return;
   statement_cancel_sent_ = false;
   if (!statement_timer_armed_)
     arm_statement_timer(statement_started_ + statement_limit_ + statement_grace_);
@@ -419,9 +452,10 @@ void ClientSession::on_statement_timer() {
     // The database's own statement_timeout should have fired by now: cancel it ourselves.
     statement_cancel_sent_ = true;
     statement_timed_out_ = true;
-    statement_started_ = now;
+    statement_cancelled_at_ = now;
     log::session().warn("statement_timeout session={} bulkhead={} backend_pid={} action=cancel",
                         key_pid_, class_ ? class_->name : "", backend_->pid);
+    if (series_ != nullptr) series_->count_statement_cancel();
     if (backend_->remote) {
       auto ex = client_.get_executor();
       asio::co_spawn(ex,
@@ -431,8 +465,8 @@ void ClientSession::on_statement_timer() {
     arm_statement_timer(now + std::max(statement_grace_, std::chrono::milliseconds(100)));
     return;
   }
-  if (now < statement_started_ + statement_grace_) {
-    arm_statement_timer(statement_started_ + statement_grace_);
+  if (now < statement_cancelled_at_ + statement_grace_) {
+    arm_statement_timer(statement_cancelled_at_ + statement_grace_);
     return;
   }
   // The backend did not come back after the cancel: it is closed, not reused.
@@ -557,6 +591,7 @@ awaitable<void> ClientSession::relay() {
       if (step.kind == pr::ScanStep::Kind::Error) {
         log::session().info("client_protocol_error session={} error={}", key_pid_,
                             pr::to_string(step.error));
+        rt_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
         if (!terminate_reason_) terminate_reason_.emplace("08P01", "invalid message framing");
         framing_lost = true;
         break;
@@ -718,8 +753,14 @@ awaitable<void> ClientSession::backend_to_client() {
         const char type = step.frame.type;
         if (type == pr::be::kReadyForQuery) {
           b.tx = pr::read_ready_for_query(msg).value_or(pr::TxStatus::Failed);
-          if (pending_syncs_ > 0 && --pending_syncs_ > 0) statement_started();
+          const auto now = std::chrono::steady_clock::now();
+          const auto took = now - statement_started_;
           pool_->traffic.queries.fetch_add(1, std::memory_order_relaxed);
+          pool_->traffic.query_ns.fetch_add(
+              static_cast<std::uint64_t>(std::chrono::nanoseconds(took).count()),
+              std::memory_order_relaxed);
+          if (series_ != nullptr) series_->observe_query(took);
+          if (pending_syncs_ > 0 && --pending_syncs_ > 0) statement_started();
           if (!tx_mode_ && b.tx == pr::TxStatus::Idle) {
             pool_->traffic.transactions.fetch_add(1, std::memory_order_relaxed);
           }
@@ -805,6 +846,9 @@ awaitable<void> ClientSession::cleanup() {
   if (key_pid_ != 0) rt_.cancels().set_target(key_pid_, std::nullopt);
   disarm_idle_transaction_timer();
   if (statement_timer_) statement_timer_->cancel();
+  if (backend_ && !tx_mode_ && series_ != nullptr) {
+    series_->observe_transaction(std::chrono::steady_clock::now() - attached_at_);  // the session
+  }
   if (backend_) {
     bool reusable = !backend_failed_ && !backend_mid_message_ && !client_mid_message_ &&
                     pending_syncs_ == 0 && !unsynced_extended_ &&

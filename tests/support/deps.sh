@@ -9,7 +9,7 @@ SLUICE_PACKAGES=(
   libboost-dev libssl-dev libspdlog-dev libfmt-dev prometheus-cpp-dev libtoml11-dev
   catch2 libpq-dev
   postgresql-15 postgresql-client-15 python3-psycopg python3-pytest
-  python3-asyncpg
+  python3-asyncpg python3-prometheus-client python3-yaml chromium fonts-dejavu-core
 )
 
 # Prints the packages of SLUICE_PACKAGES that are not installed, one per line.
