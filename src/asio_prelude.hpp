@@ -27,6 +27,10 @@ using Socket = asio::generic::stream_protocol::socket;
 using Endpoint = asio::generic::stream_protocol::endpoint;
 using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
 
+// SO_REUSEPORT: a new Sluice can bind the port of a running one (rolling restart). Asio has no
+// public name for it; this is the same option type its own reuse_address uses.
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
 // Completion token that turns I/O errors into values: co_await op(..., ec_token(ec)).
 inline auto ec_token(error_code& ec) { return asio::redirect_error(use_awaitable, ec); }
 

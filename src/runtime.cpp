@@ -42,7 +42,10 @@ std::shared_ptr<Acceptor> bind_listener(asio::io_context& ctx, const config::Lis
   }
   auto acceptor = std::make_shared<Acceptor>(ctx);
   acceptor->open(ep.protocol());
-  if (!a.is_unix) acceptor->set_option(asio::socket_base::reuse_address(true));
+  if (!a.is_unix) {
+    acceptor->set_option(asio::socket_base::reuse_address(true));
+    acceptor->set_option(ReusePort(true));  // rolling restart: README "Rolling restart"
+  }
   acceptor->bind(ep);
   acceptor->listen(asio::socket_base::max_listen_connections);
   if (a.is_unix) {

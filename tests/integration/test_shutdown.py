@@ -110,3 +110,26 @@ def test_sigint_exits_at_once_even_with_busy_clients(pg, sluice):
         messages = raw.read_until_closed(timeout=SLACK)
     # Closed without finishing the query (a RowDescription may already have been relayed).
     assert not any(kind in (b"C", b"Z") for kind, _ in messages), messages
+
+
+@pytest.mark.timeout(90)
+def test_rolling_restart_a_new_sluice_beside_the_old_one_takes_over(start_sluice):
+    """SO_REUSEPORT: the new process binds the same port while the old one runs; SIGTERM makes
+    the old one stop accepting and exit when its clients are gone; no client is refused."""
+    old = start_sluice(config={"shutdown_timeout": "60s"})
+    held = old.connect()  # a client of the old process, mid-session
+    held.execute("SELECT 1")
+    new = start_sluice(config={"shutdown_timeout": "60s"}, port=old.port)
+    assert new.running() and old.running()
+    old.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    # Every new client is served (by the new process) while the old one drains.
+    for _ in range(20):
+        with new.connect() as c:
+            assert c.execute("SELECT 1").fetchone() == (1,)
+    assert old.running()  # still serving its client
+    assert held.execute("SELECT 2").fetchone() == (2,)
+    held.close()
+    assert old.wait(timeout=20) == 0
+    with new.connect() as c:
+        assert c.execute("SELECT 3").fetchone() == (3,)
