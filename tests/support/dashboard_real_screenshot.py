@@ -41,7 +41,7 @@ with pgcluster.PgCluster() as pg:
         with s.connect(application_name=f"batch-{i}") as c:
             while not stop.is_set():
                 try: c.execute("SELECT pg_sleep(0.05)")
-                except psycopg.errors.TooManyConnections as e:
+                except psycopg.errors.TooManyConnections:
                     time.sleep(0.1)
                 except psycopg.Error: pass
     with s.connect() as c: c.execute("SELECT 1")
