@@ -212,9 +212,13 @@ TEST_CASE("A handler that throws gets 500", "[http]") {
 }
 
 TEST_CASE("Binding a port in use throws a system_error naming the address", "[http]") {
-  TestServer first(echo);
   asio::io_context ctx;
-  HttpServer second(ctx, sluice::config::ListenAddress{false, "127.0.0.1", first.port(), ""}, echo);
+  // A socket without SO_REUSEPORT holds the port (a second Sluice, which sets it too, could
+  // share it: that is the rolling restart).
+  asio::ip::tcp::acceptor blocker(ctx,
+                                  asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const auto port = blocker.local_endpoint().port();
+  HttpServer second(ctx, sluice::config::ListenAddress{false, "127.0.0.1", port, ""}, echo);
   try {
     second.start();
     FAIL("start() did not throw");
