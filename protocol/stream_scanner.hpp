@@ -7,6 +7,9 @@
 // scanner only reports once all of it is in the buffer. "Inspect headers, stream bodies"
 // (STYLE.md §3; PgBouncer's SBuf).
 //
+// next_run() is next() for a caller that only forwards streamed messages: one step covers a run
+// of them (a result's DataRows), so the caller's per-message work disappears.
+//
 // Pure, no allocation; one scanner per direction of one connection; not thread-safe.
 #pragma once
 
@@ -73,6 +76,36 @@ class StreamScanner {
     std::size_t n = buf.size() < size ? buf.size() : size;
     remaining_ = size - n;
     return ScanStep{.kind = ScanStep::Kind::Header, .n = n, .frame = r.frame};
+  }
+
+  // Like next(), but when the front is a streamed message that is complete in `buf`, the step
+  // also covers the streamed messages right after it: complete ones, and the available part of
+  // one whose body is still arriving (remembered as next() would). It stops before a message to
+  // inspect, an incomplete header, a message shorter than its `min_prefix`, or framing that is
+  // wrong (reported by the following call). `frame` is the first message's header and the step
+  // may cover many messages, so this suits a caller that does nothing with streamed messages but
+  // forward them (the backend-to-client pump: a result of N DataRows is one step, not N).
+  ScanStep next_run(ByteView buf) {
+    ScanStep step = next(buf);
+    if (step.kind != ScanStep::Kind::Header || remaining_ > 0) return step;
+    std::size_t n = step.n;
+    for (;;) {
+      const ByteView rest = buf.subspan(n);
+      const FrameResult r = peek_frame(rest, dir_, max_length_);
+      if (r.status != DecodeStatus::Ok) break;
+      const std::size_t size = r.frame.size();
+      if ((*inspect_)[static_cast<unsigned char>(r.frame.type)] && size <= inspect_max_) break;
+      if (rest.size() >= size) {
+        n += size;
+        continue;
+      }
+      if (rest.size() < (size < min_prefix_ ? size : min_prefix_)) break;
+      remaining_ = size - rest.size();
+      n += rest.size();
+      break;
+    }
+    step.n = n;
+    return step;
   }
 
   // True between a streamed header and the end of its body.

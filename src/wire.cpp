@@ -6,34 +6,62 @@
 namespace sluice {
 
 namespace {
-// Recycled relay buffers of this thread (sessions are pinned to a thread).
-thread_local std::vector<std::vector<std::byte>> free_chunks;
-constexpr std::size_t kMaxFreeChunks = 64;
+
+// Recycled relay buffers (kRelayChunk bytes each) of this thread: sessions are pinned to a
+// thread, and a backend used from another thread returns its buffer to that thread's list.
+struct FreeChunks {
+  static constexpr std::size_t kMax = 64;
+  std::unique_ptr<std::byte[]> chunks[kMax];
+  std::size_t count = 0;
+};
+thread_local FreeChunks free_chunks;
+
 }  // namespace
 
-void ReadBuffer::release_memory() {
-  if (!empty() || data_.empty()) return;
-  if (data_.size() == kRelayChunk && free_chunks.size() < kMaxFreeChunks) {
-    free_chunks.push_back(std::move(data_));
+ReadBuffer::ReadBuffer(std::size_t capacity)
+    : data_(capacity > 0 ? new std::byte[capacity] : nullptr), capacity_(capacity) {}
+
+ReadBuffer& ReadBuffer::operator=(ReadBuffer&& o) noexcept {
+  if (this != &o) {
+    data_ = std::move(o.data_);
+    capacity_ = std::exchange(o.capacity_, 0);
+    begin_ = std::exchange(o.begin_, 0);
+    end_ = std::exchange(o.end_, 0);
   }
-  data_ = {};
+  return *this;
+}
+
+void ReadBuffer::release_memory() {
+  if (!empty() || capacity_ == 0) return;
+  if (capacity_ == kRelayChunk && free_chunks.count < FreeChunks::kMax) {
+    free_chunks.chunks[free_chunks.count++] = std::move(data_);
+  }
+  data_.reset();
+  capacity_ = 0;
   begin_ = end_ = 0;
 }
 
-void ReadBuffer::reserve_tail(std::size_t n) {
-  if (data_.size() - end_ >= n) return;
-  if (data_.empty() && n <= kRelayChunk && !free_chunks.empty()) {
-    data_ = std::move(free_chunks.back());
-    free_chunks.pop_back();
+void ReadBuffer::grow(std::size_t n) {
+  if (empty() && capacity_ < kRelayChunk && n <= kRelayChunk && free_chunks.count > 0) {
+    // Nothing buffered: swap a small (login-phase) buffer, or none, for a recycled chunk.
+    data_ = std::move(free_chunks.chunks[--free_chunks.count]);
+    capacity_ = kRelayChunk;
     begin_ = end_ = 0;
     return;
   }
-  if (begin_ > 0) {
-    std::memmove(data_.data(), data_.data() + begin_, end_ - begin_);
-    end_ -= begin_;
-    begin_ = 0;
+  const std::size_t used = end_ - begin_;
+  if (capacity_ - used >= n) {
+    // Enough room once the unconsumed bytes move to the front.
+    if (used > 0) std::memmove(data_.get(), data_.get() + begin_, used);
+  } else {
+    const std::size_t cap = used + n;
+    auto bigger = std::unique_ptr<std::byte[]>(new std::byte[cap]);
+    if (used > 0) std::memcpy(bigger.get(), data_.get() + begin_, used);
+    data_ = std::move(bigger);
+    capacity_ = cap;
   }
-  if (data_.size() - end_ < n) data_.resize(end_ + n);
+  begin_ = 0;
+  end_ = used;
 }
 
 awaitable<bool> read_at_least(Socket& s, ReadBuffer& buf, std::size_t want, error_code& ec) {
@@ -65,6 +93,42 @@ awaitable<std::optional<std::size_t>> read_message(Socket& s, ReadBuffer& buf,
 awaitable<bool> write_all(Socket& s, const protocol::Buffer& out, error_code& ec) {
   co_await asio::async_write(s, asio::buffer(out), ec_token(ec));
   co_return !ec;
+}
+
+namespace {
+
+bool make_non_blocking(Socket& s, error_code& ec) {
+  if (!s.non_blocking()) s.non_blocking(true, ec);
+  return !ec;
+}
+
+}  // namespace
+
+std::size_t send_now(Socket& s, const std::vector<asio::const_buffer>& buffers, error_code& ec) {
+  if (!make_non_blocking(s, ec)) return 0;
+  return s.send(buffers, 0, ec);
+}
+
+std::size_t send_now(Socket& s, asio::const_buffer buffer, error_code& ec) {
+  if (!make_non_blocking(s, ec)) return 0;
+  return s.send(buffer, 0, ec);
+}
+
+std::size_t receive_now(Socket& s, ReadBuffer& buf, error_code& ec) {
+  if (!make_non_blocking(s, ec)) return 0;
+  const std::size_t n = s.receive(buf.tail(), 0, ec);
+  if (!ec) buf.commit(n);
+  return ec ? 0 : n;
+}
+
+void drop_front(std::vector<asio::const_buffer>& buffers, std::size_t n) {
+  std::size_t i = 0;
+  while (i < buffers.size() && n >= buffers[i].size()) {
+    n -= buffers[i].size();
+    ++i;
+  }
+  buffers.erase(buffers.begin(), buffers.begin() + static_cast<std::ptrdiff_t>(i));
+  if (n > 0 && !buffers.empty()) buffers.front() += n;
 }
 
 void set_nodelay(Socket& s) {

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 namespace sluice {
@@ -22,8 +23,20 @@ inline constexpr std::size_t kRelayChunk = 32 * 1024;
 
 class ReadBuffer {
  public:
-  explicit ReadBuffer(std::size_t capacity = 0) : data_(capacity) {}
-  protocol::ByteView view() const { return {data_.data() + begin_, end_ - begin_}; }
+  // `capacity` bytes are allocated up front (uninitialised: the bytes are only ever written by
+  // reads before they are looked at).
+  explicit ReadBuffer(std::size_t capacity = 0);
+  ReadBuffer(ReadBuffer&& o) noexcept
+      : data_(std::move(o.data_)),
+        capacity_(std::exchange(o.capacity_, 0)),
+        begin_(std::exchange(o.begin_, 0)),
+        end_(std::exchange(o.end_, 0)) {}
+  ReadBuffer& operator=(ReadBuffer&& o) noexcept;
+  ReadBuffer(const ReadBuffer&) = delete;
+  ReadBuffer& operator=(const ReadBuffer&) = delete;
+  ~ReadBuffer() = default;  // frees; only release_memory() recycles (the free list is per thread)
+
+  protocol::ByteView view() const { return {data_.get() + begin_, end_ - begin_}; }
   std::size_t size() const { return end_ - begin_; }
   bool empty() const { return begin_ == end_; }
   void consume(std::size_t n) {
@@ -31,17 +44,24 @@ class ReadBuffer {
     if (begin_ == end_) begin_ = end_ = 0;
   }
   // Makes room for at least `n` more bytes after the unconsumed ones (moves them to the front).
-  void reserve_tail(std::size_t n);
-  asio::mutable_buffer tail() { return asio::buffer(data_.data() + end_, data_.size() - end_); }
+  void reserve_tail(std::size_t n) {
+    if (capacity_ - end_ < n) grow(n);
+  }
+  asio::mutable_buffer tail() { return asio::buffer(data_.get() + end_, capacity_ - end_); }
   void commit(std::size_t n) { end_ += n; }
-  std::size_t capacity() const { return data_.size(); }
+  std::size_t capacity() const { return capacity_; }
   // Gives the storage back when nothing is buffered (an idle client costs no buffer). Storage of
   // the common size goes to a small per-thread free list, so a busy session does not allocate
-  // and zero 32 kB on every transaction.
+  // 32 kB on every transaction.
   void release_memory();
 
  private:
-  std::vector<std::byte> data_;
+  void grow(std::size_t n);
+
+  // Not a std::vector: resizing one zero-fills every new byte (32 kB per relay buffer), and
+  // `vector = {}` keeps the capacity instead of freeing it.
+  std::unique_ptr<std::byte[]> data_;
+  std::size_t capacity_ = 0;
   std::size_t begin_ = 0;
   std::size_t end_ = 0;
 };
@@ -58,6 +78,22 @@ awaitable<std::optional<std::size_t>> read_message(Socket& s, ReadBuffer& buf,
                                                    protocol::FrameError& err, error_code& ec);
 
 awaitable<bool> write_all(Socket& s, const protocol::Buffer& out, error_code& ec);
+
+// Immediate, non-blocking attempts for the relay's common cases, without an Asio operation (no
+// allocation, no completion posted through the scheduler, no coroutine resumption): on loopback
+// a send almost always completes at once, and a read right after `async_wait(wait_read)` finds
+// its bytes. Each returns the bytes moved; 0 with `ec == asio::error::would_block` means "not
+// now" (use the asynchronous operation, which then waits for readiness); any other `ec` is an
+// error (`eof` for a read of a closed connection). The first call puts the socket in
+// non-blocking mode (one ioctl per socket; Asio's own asynchronous operations do not mind).
+// send_now writes at most 64 buffers of the list (a partial send; see drop_front).
+std::size_t send_now(Socket& s, const std::vector<asio::const_buffer>& buffers, error_code& ec);
+std::size_t send_now(Socket& s, asio::const_buffer buffer, error_code& ec);
+// Reads into buf.tail() (reserve_tail() first: an empty tail reads nothing and reports no error)
+// and commits what it read.
+std::size_t receive_now(Socket& s, ReadBuffer& buf, error_code& ec);
+// Removes the first `n` bytes from a gather list (what a partial send_now already wrote).
+void drop_front(std::vector<asio::const_buffer>& buffers, std::size_t n);
 
 // Closes a socket if a deadline passes first. The timer's handler holds only a shared flag, so it
 // is safe whichever of the two (I/O or timer) finishes first.
