@@ -118,6 +118,11 @@ struct Config {
   std::optional<ListenAddress> metrics_listen;  // HTTP: /metrics, /status, / (dashboard)
   Duration statement_timeout_grace{1000};       // Sluice cancels a statement this long past
                                                 // its bulkhead's statement_timeout
+  // auth_query: users missing from auth_file are looked up on the server by auth_user.
+  std::string auth_user;  // "" = off
+  std::string auth_query = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1";
+  std::string auth_dbname;               // "" = the client's database's dbname on its server
+  Duration auth_query_cache{30 * 1000};  // how long a looked-up secret is reused; 0 = never
 
   std::map<std::string, Server> servers;
   std::map<std::string, Database> databases;

@@ -300,6 +300,22 @@ constexpr KeyInfo kKeys[] = {
    "Sluice cancels a statement that runs this long past its bulkhead's `statement_timeout` (a "
    "backstop for the database's own timeout)",
    {}, 0, kMaxMs, set<&Config::statement_timeout_grace>, show<&Config::statement_timeout_grace>},
+  {S::Global, "auth_user", T::String, R"("")", "", kReload,
+   "Role that runs `auth_query` for users missing from `auth_file` (its password: its plain-text "
+   "`auth_file` entry, or none); empty: off",
+   {}, 0, 0, set<&Config::auth_user>, show<&Config::auth_user>},
+  {S::Global, "auth_query", T::String,
+   R"("SELECT usename, passwd FROM pg_shadow WHERE usename = $1")", "", kReload,
+   "Query returning (user, secret) for the user name `$1`; better a SECURITY DEFINER function "
+   "than `pg_shadow`",
+   {}, 0, 0, set_non_empty<&Config::auth_query>, show<&Config::auth_query>},
+  {S::Global, "auth_dbname", T::String, R"("")", "", kReload,
+   "Database `auth_query` runs in, on the server of the client's database; empty: that "
+   "database's `dbname`",
+   {}, 0, 0, set<&Config::auth_dbname>, show<&Config::auth_dbname>},
+  {S::Global, "auth_query_cache", T::Interval, R"("30s")", "", kReload,
+   "How long a secret (or its absence) found by `auth_query` is reused; `\"0\"` disables",
+   {}, 0, kMaxMs, set<&Config::auth_query_cache>, show<&Config::auth_query_cache>},
 
   // ---- [servers.NAME]: one PostgreSQL server, one capacity domain ----
   {S::Server, "host", T::String, R"("127.0.0.1")", "", kRestart,

@@ -7,24 +7,29 @@
 
 namespace sluice {
 
+std::optional<UserSecret> make_user_secret(const std::string& secret,
+                                           std::uint32_t scram_iterations) {
+  // An empty secret never authenticates anyone (PostgreSQL refuses empty passwords too).
+  if (secret.empty()) return std::nullopt;
+  UserSecret s;
+  if (auto v = auth::parse_scram_verifier(secret)) {
+    s.kind = UserSecret::Kind::Scram;
+    s.scram = *v;
+  } else if (auth::is_md5_secret(secret)) {
+    s.kind = UserSecret::Kind::Md5;
+    s.text = secret;
+  } else {
+    s.kind = UserSecret::Kind::Plain;
+    s.text = secret;
+    s.scram = auth::make_scram_secret(secret, auth::random_bytes(16), scram_iterations);
+  }
+  return s;
+}
+
 AuthStore::AuthStore(const config::AuthFile& users, std::uint32_t scram_iterations)
     : mock_key_(auth::random_bytes(32)) {
   for (const auto& [user, secret] : users) {
-    // An empty secret never authenticates anyone (PostgreSQL refuses empty passwords too).
-    if (secret.empty()) continue;
-    UserSecret s;
-    if (auto v = auth::parse_scram_verifier(secret)) {
-      s.kind = UserSecret::Kind::Scram;
-      s.scram = *v;
-    } else if (auth::is_md5_secret(secret)) {
-      s.kind = UserSecret::Kind::Md5;
-      s.text = secret;
-    } else {
-      s.kind = UserSecret::Kind::Plain;
-      s.text = secret;
-      s.scram = auth::make_scram_secret(secret, auth::random_bytes(16), scram_iterations);
-    }
-    users_.emplace(user, std::move(s));
+    if (auto s = make_user_secret(secret, scram_iterations)) users_.emplace(user, std::move(*s));
   }
 }
 

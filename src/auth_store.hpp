@@ -22,6 +22,13 @@ struct UserSecret {
   auth::ScramSecret scram;  // verifier (for Plain: derived once)
 };
 
+// The UserSecret of one "user" "secret" pair, as the auth file's entries are built (also used for
+// secrets found by auth_query): a SCRAM verifier, an md5 secret, or a plain password (from which
+// a SCRAM verifier with `scram_iterations` PBKDF2 iterations and a random salt is derived, so this
+// costs CPU). nullopt for an empty secret, which never authenticates anyone. Any thread.
+std::optional<UserSecret> make_user_secret(const std::string& secret,
+                                           std::uint32_t scram_iterations);
+
 class AuthStore {
  public:
   AuthStore() = default;

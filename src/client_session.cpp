@@ -6,6 +6,7 @@
 #include "src/admin/admin_session.hpp"
 #include "src/auth/md5.hpp"
 #include "src/auth/scram.hpp"
+#include "src/auth_query.hpp"
 #include "src/log.hpp"
 #include "src/runtime.hpp"
 
@@ -349,6 +350,12 @@ awaitable<bool> ClientSession::authenticate() {
   auto cfg = rt_.config();
   auto store = rt_.auth();
   const UserSecret* secret = store->find(user_);
+  // auth_query (src/auth_query.hpp): a user missing from auth_file may be looked up on the
+  // server; nothing found (or a failed lookup) leaves secret null, i.e. an unknown user (28P01).
+  if (secret == nullptr && database_ != kAdminDatabase) {
+    queried_secret_ = co_await lookup_user_secret(*cfg, *store, database_, user_);
+    secret = queried_secret_.get();
+  }
   bool ok = false;
   switch (cfg->auth_type) {
     case config::AuthType::Trust:

@@ -130,6 +130,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Learned during authentication (SCRAM passthrough).
   std::optional<auth::Key> scram_client_key_;
   std::optional<auth::Key> scram_server_key_;
+  // auth_query: the secret found on the server for a user missing from auth_file (or null);
+  // used for the client's authentication and by backend_credentials().
+  std::shared_ptr<const UserSecret> queried_secret_;
 
   Pool* pool_ = nullptr;
   std::optional<ClientClass> class_;  // its bulkhead (none for the admin console)

@@ -91,7 +91,9 @@ BackendCredentials ClientSession::backend_credentials() const {
     return c;
   }
   c.user = user_;
-  from_secret(store->find(user_));
+  // A user missing from auth_file logs in with the secret auth_query found for it, if any.
+  const UserSecret* own = store->find(user_);
+  from_secret(own != nullptr ? own : queried_secret_.get());
   if (scram_client_key_ && scram_server_key_) {
     c.scram_client_key = scram_client_key_;
     c.scram_server_key = scram_server_key_;
