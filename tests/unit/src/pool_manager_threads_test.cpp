@@ -93,9 +93,9 @@ class Classes {
     const auto& db = cfg.databases.at("app");
     for (auto wait : all_waits()) {
       const std::string name = bulkhead_name(wait);
-      auto r = pm.admit_client(cfg, db,
-                               sluice::ClientInfo{.user = "alice", .database = "app",
-                                                  .application_name = name});
+      auto r = pm.admit_client(
+          cfg, db,
+          sluice::ClientInfo{.user = "alice", .database = "app", .application_name = name});
       REQUIRE(std::holds_alternative<ClientClass>(r));
       REQUIRE(std::get<ClientClass>(r).name == name);
       by_wait_.emplace(wait, std::get<ClientClass>(std::move(r)));
@@ -175,8 +175,7 @@ Slots slots(PoolManager& pm) {
   sluice::Snapshot snap;
   pm.fill_snapshot(snap);
   REQUIRE(snap.servers.size() == 1);
-  Slots s{.in_use = snap.servers[0].admission.in_use,
-          .waiting = snap.servers[0].admission.waiters};
+  Slots s{.in_use = snap.servers[0].admission.in_use, .waiting = snap.servers[0].admission.waiters};
   for (const auto& b : snap.bulkheads) s.granted_total += b.stats.admitted;
   return s;
 }
@@ -234,9 +233,7 @@ struct Tally {
   // Called before the lease is dropped, so the next holder cannot be counted alongside it.
   void drop() { --held; }
   // Acquisitions that have ended, whichever way.
-  int outcomes() const {
-    return granted + timed_out + early_refused + closed + queue_full + other;
-  }
+  int outcomes() const { return granted + timed_out + early_refused + closed + queue_full + other; }
   void failed(Failure f) {
     switch (f) {
       case Failure::TimedOut:
@@ -273,8 +270,8 @@ awaitable<void> use_lease(Tally& t, Acquired& r, std::chrono::microseconds d) {
 }
 
 // Acquires `rounds` times, holding each lease 0-1 ms.
-awaitable<void> churn(PoolManager& pm, Pool& pool, const ClientClass& cls, Tally& t,
-                      unsigned seed, int rounds) {
+awaitable<void> churn(PoolManager& pm, Pool& pool, const ClientClass& cls, Tally& t, unsigned seed,
+                      int rounds) {
   std::minstd_rand rng(seed);
   for (int i = 0; i < rounds; ++i) {
     auto r = co_await acquire(pm, pool, cls);
@@ -364,8 +361,8 @@ TEST_CASE("leases taken from four threads never exceed the pool's limit", "[src]
     Loops loops(kThreads);
     for (std::size_t i = 0; i < kThreads; ++i) {
       for (int k = 0; k < kPerThread; ++k) {
-        loops.spawn(i, churn(pm, pool, classes(5s), t, static_cast<unsigned>(i * 1000 + k + 1),
-                             kRounds));
+        loops.spawn(
+            i, churn(pm, pool, classes(5s), t, static_cast<unsigned>(i * 1000 + k + 1), kRounds));
       }
     }
     // Sample the counters from the test thread meanwhile (fill_snapshot() takes the same lock).
