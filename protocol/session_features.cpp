@@ -3,17 +3,32 @@
 #include "protocol/text.hpp"
 
 #include <array>
-#include <cctype>
 #include <string>
 #include <vector>
 
 namespace sluice::protocol {
 namespace {
 
-bool is_ident_char(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '$' ||
-         static_cast<unsigned char>(c) >= 0x80;
-}
+// One table lookup per character instead of <cctype> calls (profiled: bench/PROFILE.md, C3).
+struct CharClass {
+  std::array<bool, 256> ident{};
+  std::array<bool, 256> space{};
+  std::array<bool, 256> digit{};
+  constexpr CharClass() {
+    for (int c = 0; c < 256; ++c) {
+      ident[static_cast<std::size_t>(c)] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                           (c >= '0' && c <= '9') || c == '_' || c == '$' ||
+                                           c >= 0x80;
+      space[static_cast<std::size_t>(c)] =
+          c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+      digit[static_cast<std::size_t>(c)] = c >= '0' && c <= '9';
+    }
+  }
+};
+constexpr CharClass kClass{};
+bool is_ident_char(char c) { return kClass.ident[static_cast<unsigned char>(c)]; }
+bool is_space(char c) { return kClass.space[static_cast<unsigned char>(c)]; }
+bool is_digit(char c) { return kClass.digit[static_cast<unsigned char>(c)]; }
 
 // Tokens of one statement: words (identifiers and keywords, quoted identifiers unquoted) only;
 // literals, numbers and punctuation other than ';' are dropped.
@@ -31,7 +46,7 @@ class Lexer {
         ++pos_;
         return true;
       }
-      if (std::isspace(static_cast<unsigned char>(c)) != 0) {
+      if (is_space(c)) {
         ++pos_;
       } else if (c == '-' && peek(1) == '-') {
         while (pos_ < s_.size() && s_[pos_] != '\n') ++pos_;
@@ -48,7 +63,7 @@ class Lexer {
         words.push_back(s_.substr(start, pos_ > start ? pos_ - start - 1 : 0));
       } else if (c == '$' && dollar_tag_length() > 0) {
         skip_dollar_quoted();
-      } else if (is_ident_char(c) && std::isdigit(static_cast<unsigned char>(c)) == 0) {
+      } else if (is_ident_char(c) && !is_digit(c)) {
         std::size_t start = pos_;
         while (pos_ < s_.size() && is_ident_char(s_[pos_])) ++pos_;
         words.push_back(s_.substr(start, pos_ - start));
@@ -101,7 +116,7 @@ class Lexer {
       ++i;
     }
     if (i >= s_.size()) return 0;
-    if (i > pos_ + 1 && std::isdigit(static_cast<unsigned char>(s_[pos_ + 1])) != 0) return 0;
+    if (i > pos_ + 1 && is_digit(s_[pos_ + 1])) return 0;
     return i - pos_ + 1;
   }
   void skip_dollar_quoted() {
@@ -116,6 +131,8 @@ class Lexer {
 };
 
 bool is_advisory_lock_function(std::string_view w) {
+  // Cheap filter first: the four names are 16 to 27 characters long and start with "pg_".
+  if (w.size() < 16 || w.size() > 27 || (w[0] != 'p' && w[0] != 'P')) return false;
   return iequals(w, "pg_advisory_lock") || iequals(w, "pg_advisory_lock_shared") ||
          iequals(w, "pg_try_advisory_lock") || iequals(w, "pg_try_advisory_lock_shared");
 }
