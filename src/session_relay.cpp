@@ -563,18 +563,25 @@ awaitable<void> ClientSession::relay() {
   error_code ec;
   std::size_t need = 0;  // size of a message whose start is buffered and that must be whole
   for (;;) {
-    if (!backend_ && in_.empty()) {
-      // Idle between transactions: wait for the client without holding a buffer.
+    if (in_.empty()) {
+      // Nothing buffered: wait for the client without holding a buffer, then read what is there
+      // without another trip through the reactor (bench/PROFILE.md, C1).
+      in_.release_memory();
       co_await client_.async_wait(Socket::wait_read, ec_token(ec));
       if (ec) break;
     }
     in_.reserve_tail(std::max(kRelayChunk, need));
     need = 0;
-    std::size_t n = co_await client_.async_read_some(in_.tail(), ec_token(ec));
-    if (ec) break;
+    std::size_t n = receive_now(client_, in_, ec);
+    if (n == 0) {
+      if (ec != asio::error::would_block) break;  // eof or a socket error
+      ec.clear();
+      n = co_await client_.async_read_some(in_.tail(), ec_token(ec));
+      if (ec) break;
+      in_.commit(n);
+    }
     pool_->traffic.bytes_in.fetch_add(n, std::memory_order_relaxed);
     disarm_idle_transaction_timer();
-    in_.commit(n);
     pr::ByteView view = in_.view();
     pieces_.clear();
     scratch_.clear();
@@ -674,7 +681,17 @@ awaitable<void> ClientSession::relay() {
     }
     if (!pieces_.empty() && backend_) {
       writing_to_backend_ = true;
-      co_await asio::async_write(backend_->socket, gather(view), ec_token(ec));
+      // A non-blocking send first; the rest (rare: a full socket buffer) asynchronously.
+      gather(view);
+      const std::size_t total = asio::buffer_size(gather_);
+      const std::size_t sent = send_now(backend_->socket, gather_, ec);
+      if (!ec || ec == asio::error::would_block) {
+        ec.clear();
+        if (sent < total) {
+          drop_front(gather_, sent);
+          co_await asio::async_write(backend_->socket, gather_, ec_token(ec));
+        }
+      }
       writing_to_backend_ = false;
       if (ec) {
         backend_failed_ = true;
@@ -806,7 +823,16 @@ awaitable<void> ClientSession::backend_to_client() {
     if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
     if (!out.empty()) {
       pool_->traffic.bytes_out.fetch_add(asio::buffer_size(out), std::memory_order_relaxed);
-      co_await asio::async_write(client_, out, ec_token(ec));
+      // A non-blocking send first; the rest (rare: a full socket buffer) asynchronously.
+      const std::size_t total = asio::buffer_size(out);
+      const std::size_t sent = send_now(client_, out, ec);
+      if (!ec || ec == asio::error::would_block) {
+        ec.clear();
+        if (sent < total) {
+          drop_front(out, sent);
+          co_await asio::async_write(client_, out, ec_token(ec));
+        }
+      }
       backend_replacements_.clear();
       if (ec) {
         client_gone = true;
