@@ -25,14 +25,8 @@ constexpr std::uint32_t kMaxAuthMessage = 8192;
 
 // The client's IP address (none for a Unix-socket client).
 std::optional<asio::ip::address> peer_address(const Socket& s) {
-  error_code ec;
-  Endpoint ep = s.remote_endpoint(ec);
-  if (ec) return std::nullopt;
-  if (ep.protocol().family() != AF_INET && ep.protocol().family() != AF_INET6) return std::nullopt;
-  asio::ip::tcp::endpoint tcp;
-  tcp.resize(ep.size());
-  std::memcpy(tcp.data(), ep.data(), ep.size());
-  return tcp.address();
+  auto tcp = tcp_peer(s);
+  return tcp ? std::optional(tcp->address()) : std::nullopt;
 }
 
 }  // namespace

@@ -28,11 +28,51 @@ struct PoolManager::Waiter {
   bool watch_done = false;  // touched only on `executor`: the wait is over, leave the socket be
 };
 
+config::Bulkhead implicit_default_bulkhead(const config::Config& cfg,
+                                           const config::Server& server) {
+  config::Bulkhead d;
+  d.name = pools::kDefaultBulkhead;
+  d.server = server.name;
+  for (const config::Bulkhead& b : cfg.bulkheads) {
+    if (b.server == server.name) d.priority = std::max(d.priority, b.priority + 1);
+  }
+  d.max = server.max_connections;
+  d.queue_depth = cfg.max_client_conn;
+  d.max_wait = cfg.query_wait_timeout.count() > 0 ? cfg.query_wait_timeout : config::kMaxDuration;
+  return d;
+}
+
 namespace {
 
 // The admission policy of one server from the config: its [[bulkheads]], and a `default`
 // bulkhead that keeps PgBouncer's behaviour (a queue as deep as max_client_conn, waits of up to
 // query_wait_timeout) unless the config defines `default` itself.
+pools::BulkheadPolicy bulkhead_policy_of(const config::Bulkhead& b, const config::Server& server) {
+  pools::BulkheadPolicy bp;
+  bp.name = b.name;
+  bp.priority = b.priority;
+  bp.reserved = b.reserved;
+  bp.max = std::min(b.max.value_or(server.max_connections), server.max_connections);
+  bp.queue_depth = b.queue_depth;
+  bp.max_wait = b.max_wait;
+  bp.statement_timeout = b.statement_timeout;
+  bp.idle_transaction_timeout = b.idle_transaction_timeout;
+  bp.max_clients = b.max_clients;
+  if (b.new_connections_per_second > 0) {
+    bp.new_connections = pools::RateLimit{
+        static_cast<double>(b.new_connections_per_second),
+        b.new_connections_burst > 0 ? b.new_connections_burst : b.new_connections_per_second};
+  }
+  if (b.new_transactions_per_second > 0) {
+    bp.new_transactions = pools::RateLimit{
+        static_cast<double>(b.new_transactions_per_second),
+        b.new_transactions_burst > 0 ? b.new_transactions_burst : b.new_transactions_per_second};
+  }
+  bp.adaptive_lifo = b.adaptive_lifo;
+  bp.lifo_target = b.lifo_target;
+  return bp;
+}
+
 pools::Policy policy_for(const config::Config& cfg, const config::Server& server) {
   pools::Policy p;
   p.capacity = server.max_connections;
@@ -40,43 +80,13 @@ pools::Policy policy_for(const config::Config& cfg, const config::Server& server
   p.breaker.open_delay = std::max(server.connect_retry_delay, std::chrono::milliseconds(10));
   p.breaker.max_open_delay = std::max(p.breaker.open_delay, std::chrono::milliseconds(30000));
   bool has_default = false;
-  std::uint32_t lowest = 0;
   for (const config::Bulkhead& b : cfg.bulkheads) {
     if (b.server != server.name) continue;
-    pools::BulkheadPolicy bp;
-    bp.name = b.name;
-    bp.priority = b.priority;
-    bp.reserved = b.reserved;
-    bp.max = std::min(b.max.value_or(server.max_connections), server.max_connections);
-    bp.queue_depth = b.queue_depth;
-    bp.max_wait = b.max_wait;
-    bp.statement_timeout = b.statement_timeout;
-    bp.idle_transaction_timeout = b.idle_transaction_timeout;
-    bp.max_clients = b.max_clients;
-    if (b.new_connections_per_second > 0) {
-      bp.new_connections = pools::RateLimit{
-          static_cast<double>(b.new_connections_per_second),
-          b.new_connections_burst > 0 ? b.new_connections_burst : b.new_connections_per_second};
-    }
-    if (b.new_transactions_per_second > 0) {
-      bp.new_transactions = pools::RateLimit{
-          static_cast<double>(b.new_transactions_per_second),
-          b.new_transactions_burst > 0 ? b.new_transactions_burst : b.new_transactions_per_second};
-    }
-    bp.adaptive_lifo = b.adaptive_lifo;
-    bp.lifo_target = b.lifo_target;
     has_default = has_default || b.name == pools::kDefaultBulkhead;
-    lowest = std::max(lowest, b.priority + 1);
-    p.bulkheads.push_back(std::move(bp));
+    p.bulkheads.push_back(bulkhead_policy_of(b, server));
   }
   if (!has_default) {
-    pools::BulkheadPolicy d;
-    d.name = pools::kDefaultBulkhead;
-    d.priority = lowest;
-    d.max = server.max_connections;
-    d.queue_depth = cfg.max_client_conn;
-    d.max_wait = cfg.query_wait_timeout.count() > 0 ? cfg.query_wait_timeout : config::kMaxDuration;
-    p.bulkheads.push_back(std::move(d));
+    p.bulkheads.push_back(bulkhead_policy_of(implicit_default_bulkhead(cfg, server), server));
   }
   return p;
 }
@@ -275,14 +285,27 @@ awaitable<PoolManager::AcquireResult> PoolManager::acquire(Pool& pool, const Cli
   ServerState& s = *pool.server;
   const auto start = Clock::now();
   std::shared_ptr<Waiter> w;
+  // One lock section decides (the common case: not paused, granted at once). While the database
+  // is PAUSEd the decision waits for RESUME, polled: a pause is an operator's rare, short action.
   for (;;) {
-    // PAUSE: wait for RESUME (polled; a pause is an operator's rare, short action).
     {
       std::lock_guard lock(mu_);
       if (closed_) co_return Closed{};
-      if (!all_paused_ && !paused_.contains(pool.database)) break;
-      const auto max_wait = s.admission.bulkhead_policy(cls.bulkhead).max_wait;
-      if (Clock::now() - start >= max_wait) {
+      if (!all_paused_ && !paused_.contains(pool.database)) {
+        pools::AcquireResult r = s.admission.try_acquire(cls.bulkhead, pool.group, Clock::now());
+        if (auto* g = std::get_if<pools::Granted>(&r)) co_return Lease(this, &s, g->lease);
+        if (auto* refused = std::get_if<pools::Refused>(&r)) {
+          co_return describe_refusal(s, *refused);
+        }
+        const auto& q = std::get<pools::Queued>(r);
+        w = std::make_shared<Waiter>(ex);
+        w->server = &s;
+        w->ticket = q.ticket;
+        w->timer.expires_at(q.deadline);
+        s.waiters.emplace(q.ticket, w);
+        break;
+      }
+      if (Clock::now() - start >= s.admission.bulkhead_policy(cls.bulkhead).max_wait) {
         co_return AdmissionRefusal{
             .sqlstate = "53300",
             .message = "sluice: database \"" + pool.database + "\" is paused",
@@ -295,19 +318,6 @@ awaitable<PoolManager::AcquireResult> PoolManager::acquire(Pool& pool, const Cli
     asio::steady_timer t(ex, std::chrono::milliseconds(20));
     error_code ec;
     co_await t.async_wait(ec_token(ec));
-  }
-  {
-    std::lock_guard lock(mu_);
-    if (closed_) co_return Closed{};
-    pools::AcquireResult r = s.admission.try_acquire(cls.bulkhead, pool.group, start);
-    if (auto* g = std::get_if<pools::Granted>(&r)) co_return Lease(this, &s, g->lease);
-    if (auto* refused = std::get_if<pools::Refused>(&r)) co_return describe_refusal(s, *refused);
-    const auto& q = std::get<pools::Queued>(r);
-    w = std::make_shared<Waiter>(ex);
-    w->server = &s;
-    w->ticket = q.ticket;
-    w->timer.expires_at(q.deadline);
-    s.waiters.emplace(q.ticket, w);
   }
   if (handle != nullptr) *handle = w;
   if (watch != nullptr) {

@@ -32,6 +32,11 @@ namespace sluice {
 class PoolManager;
 struct ServerState;
 
+// The `default` bulkhead a server has when the config does not define one: PgBouncer's single
+// queue (reserved 0, max = max_connections, queue_depth = max_client_conn, max_wait =
+// query_wait_timeout, served after every configured bulkhead).
+config::Bulkhead implicit_default_bulkhead(const config::Config& cfg, const config::Server& server);
+
 // One pool: the backends of one (database, user) pair. Created on first use, never destroyed
 // while the process runs (their number is bounded by configured databases x known users).
 struct Pool {

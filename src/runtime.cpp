@@ -56,17 +56,10 @@ std::shared_ptr<Acceptor> bind_listener(asio::io_context& ctx, const config::Lis
 }
 
 std::string describe_peer(const Socket& s) {
+  if (auto tcp = tcp_peer(s)) return tcp->address().to_string() + ":" + std::to_string(tcp->port());
   error_code ec;
   Endpoint ep = s.remote_endpoint(ec);
-  if (ec) return "?";
-  if (ep.protocol().family() == AF_UNIX) return "unix";
-  if (ep.protocol().family() == AF_INET || ep.protocol().family() == AF_INET6) {
-    asio::ip::tcp::endpoint tcp;
-    tcp.resize(ep.size());
-    std::memcpy(tcp.data(), ep.data(), ep.size());
-    return tcp.address().to_string() + ":" + std::to_string(tcp.port());
-  }
-  return "?";
+  return !ec && ep.protocol().family() == AF_UNIX ? "unix" : "?";
 }
 
 }  // namespace

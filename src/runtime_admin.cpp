@@ -180,20 +180,9 @@ std::optional<AdminError> Runtime::set_bulkhead(std::string_view server, std::st
   }
   if (found.empty() && name == "default") {
     for (const auto& [sname, s] : next.servers) {
-      if (!server.empty() && sname != server) continue;
-      config::Bulkhead d;
-      d.name = "default";
-      d.server = sname;
-      std::uint32_t lowest = 0;
-      for (const auto& b : next.bulkheads) {
-        if (b.server == sname) lowest = std::max(lowest, b.priority + 1);
+      if (server.empty() || sname == server) {
+        next.bulkheads.push_back(implicit_default_bulkhead(next, s));
       }
-      d.priority = lowest;
-      d.max = s.max_connections;
-      d.queue_depth = next.max_client_conn;
-      d.max_wait =
-          next.query_wait_timeout.count() > 0 ? next.query_wait_timeout : config::kMaxDuration;
-      next.bulkheads.push_back(d);
     }
     for (config::Bulkhead& b : next.bulkheads) {
       if (b.name == name && (server.empty() || b.server == server)) found.push_back(&b);

@@ -1,5 +1,6 @@
 #include "src/wire.hpp"
 
+#include <cstring>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -135,6 +136,17 @@ void set_nodelay(Socket& s) {
   int one = 1;
   // Fails harmlessly (ENOTSUP/EOPNOTSUPP) on Unix-domain sockets.
   (void)::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+std::optional<asio::ip::tcp::endpoint> tcp_peer(const Socket& s) {
+  error_code ec;
+  Endpoint ep = s.remote_endpoint(ec);
+  if (ec) return std::nullopt;
+  if (ep.protocol().family() != AF_INET && ep.protocol().family() != AF_INET6) return std::nullopt;
+  asio::ip::tcp::endpoint tcp;
+  tcp.resize(ep.size());
+  std::memcpy(tcp.data(), ep.data(), ep.size());
+  return tcp;
 }
 
 }  // namespace sluice

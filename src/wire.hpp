@@ -79,6 +79,9 @@ awaitable<std::optional<std::size_t>> read_message(Socket& s, ReadBuffer& buf,
 
 awaitable<bool> write_all(Socket& s, const protocol::Buffer& out, error_code& ec);
 
+// The peer's TCP endpoint (address and port); none for a Unix-socket peer or on error.
+std::optional<asio::ip::tcp::endpoint> tcp_peer(const Socket& s);
+
 // Immediate, non-blocking attempts for the relay's common cases, without an Asio operation (no
 // allocation, no completion posted through the scheduler, no coroutine resumption): on loopback
 // a send almost always completes at once, and a read right after `async_wait(wait_read)` finds
