@@ -761,7 +761,8 @@ def generate(results_path: Path, meta_path: Path, runs_dir: Path | None = None) 
                       "max_client_conn 12000, SCRAM passthrough (verifier in auth_file), "
                       "connection logging off"),
         ("Sluice", f"{sluice_info.get('version', '?')}, {meta.get('sluice_binary', '?')}: "
-                   f"pool_size 20, max_client_conn 12000, SCRAM passthrough, log_level warn; "
+                   f"threads {sluice_info.get('threads', 'default')}, pool_size 20, "
+                   f"max_client_conn 12000, SCRAM passthrough, log_level warn; "
                    f"pool mode used: {sluice_info.get('pool_mode_used', '?')}"),
         ("Sluice transaction mode", {True: "available", False: "not available (`--check-config`"
                                      " refuses it): Sluice runs in session mode for hop and "

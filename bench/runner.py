@@ -44,7 +44,9 @@ def parse_args() -> argparse.Namespace:
                         "churn scenarios and skips the others")
     p.add_argument("--sluice-bin", type=Path,
                    help="use this sluice binary instead of building one in bench/out/build")
-    p.add_argument("--sluice-threads", type=int, help="Sluice's `threads` setting (default: its own)")
+    p.add_argument("--sluice-threads", type=int, default=1,
+                   help="Sluice's `threads` setting (default 1, as PgBouncer runs one thread; "
+                        "0 = one per core)")
     p.add_argument("--duration", type=float, help="seconds per run (default 15, quick 3)")
     p.add_argument("--reps", type=int, help="repetitions (default 3, quick 1)")
     p.add_argument("--report-only", action="store_true",
@@ -198,6 +200,7 @@ def main() -> int:
             mode = targets["sluice"].pool_mode if "sluice" in targets else "transaction"
             return make_sluice(mode, "bulkhead-probe", extra, server_max=20).check_config()
 
+        sluice_info["threads"] = args.sluice_threads
         meta["sluice"] = sluice_info
         write_meta()
         def pooler_factory(kind: str, pool_size: int, tag: str) -> harness.Pooler:
