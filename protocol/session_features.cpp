@@ -2,8 +2,13 @@
 
 #include "protocol/text.hpp"
 
+#include <algorithm>
 #include <array>
+#include <bit>
+#include <cstdint>
+#include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sluice::protocol {
@@ -14,6 +19,7 @@ struct CharClass {
   std::array<bool, 256> ident{};
   std::array<bool, 256> space{};
   std::array<bool, 256> digit{};
+  std::array<bool, 256> word{};  // ident characters other than digits and '$'; see the prefilter
   constexpr CharClass() {
     for (int c = 0; c < 256; ++c) {
       ident[static_cast<std::size_t>(c)] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
@@ -22,6 +28,8 @@ struct CharClass {
       space[static_cast<std::size_t>(c)] =
           c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
       digit[static_cast<std::size_t>(c)] = c >= '0' && c <= '9';
+      word[static_cast<std::size_t>(c)] =
+          ident[static_cast<std::size_t>(c)] && !digit[static_cast<std::size_t>(c)] && c != '$';
     }
   }
 };
@@ -29,6 +37,7 @@ constexpr CharClass kClass{};
 bool is_ident_char(char c) { return kClass.ident[static_cast<unsigned char>(c)]; }
 bool is_space(char c) { return kClass.space[static_cast<unsigned char>(c)]; }
 bool is_digit(char c) { return kClass.digit[static_cast<unsigned char>(c)]; }
+bool is_word_char(char c) { return kClass.word[static_cast<unsigned char>(c)]; }
 
 // Tokens of one statement: words (identifiers and keywords, quoted identifiers unquoted) only;
 // literals, numbers and punctuation other than ';' are dropped.
@@ -180,6 +189,139 @@ SessionFeature classify(const std::vector<std::string_view>& w) {
   return SessionFeature::None;
 }
 
+// ---- Prefilter: text in which the lexer cannot find a feature (bench/PROFILE.md, C3) ----------
+//
+// classify() reports a feature only for a statement whose first word is LISTEN, PREPARE, DECLARE,
+// CREATE, SET or RESET, or that has a word naming an advisory-lock function (each name contains
+// "advisory"). Every word the lexer yields is a piece of the text (an identifier, or the inside of
+// a quoted identifier), compared with iequals, which folds ASCII only (Sluice never changes the C
+// locale). So text in which none of these words occurs, ignoring ASCII case, needs no lexing.
+// Doubtful cases count as occurrences: a false alarm only costs the lexer's pass.
+
+struct Trigger {
+  std::string_view word;  // lower case
+  bool first_word;        // only as a statement's first word (else anywhere, even inside a word)
+};
+// No two share a first letter (checked below), so a byte names at most one candidate.
+constexpr std::array<Trigger, 7> kTriggers = {{{"advisory", false},
+                                               {"create", true},
+                                               {"declare", true},
+                                               {"listen", true},
+                                               {"prepare", true},
+                                               {"reset", true},
+                                               {"set", true}}};
+
+struct TriggerTable {
+  // For a byte that starts a trigger (either case): the trigger's second letter and its index + 1.
+  std::array<unsigned char, 256> second{};
+  std::array<unsigned char, 256> index{};
+  constexpr TriggerTable() {
+    for (std::size_t t = 0; t < kTriggers.size(); ++t) {
+      const auto lower = static_cast<unsigned char>(kTriggers[t].word[0]);
+      for (unsigned char c : {lower, static_cast<unsigned char>(lower & ~0x20u)}) {
+        second[c] = static_cast<unsigned char>(kTriggers[t].word[1]);
+        index[c] = static_cast<unsigned char>(t + 1);
+      }
+    }
+  }
+};
+constexpr TriggerTable kTriggerTable{};
+
+// Lower-case ASCII letters only (fold() compares them), at least two, distinct first letters.
+constexpr bool triggers_well_formed() {
+  for (std::size_t a = 0; a < kTriggers.size(); ++a) {
+    if (kTriggers[a].word.size() < 2) return false;
+    for (char c : kTriggers[a].word) {
+      if (c < 'a' || c > 'z') return false;
+    }
+    for (std::size_t b = a + 1; b < kTriggers.size(); ++b) {
+      if (kTriggers[a].word[0] == kTriggers[b].word[0]) return false;
+    }
+  }
+  return true;
+}
+static_assert(triggers_well_formed());
+
+unsigned char fold(char c) { return static_cast<unsigned char>(c) | 0x20; }  // exact for letters
+
+// Whether the keyword at s[i, end) may be the lexer's first word of a statement. It is not when an
+// identifier character follows it (the word goes on), or when a letter, '_' or non-ASCII byte
+// precedes it with only blanks in between and no newline: that character then belongs to an
+// earlier word of the same statement, or to the same comment or quoted text as the keyword (of
+// those only a line comment can end in a blank, at '\n'). Anything else before it may end what
+// precedes the statement: a digit (numbers are skipped, "1set" yields the word "set"), '$' (a
+// dollar quote's end), quotes, comment ends, punctuation. And an unclosed quoted identifier's word
+// lacks its last character, so a keyword just before the end of the text counts whatever follows.
+bool may_start_statement(std::string_view s, std::size_t i, std::size_t end) {
+  if (end + 1 < s.size() && is_ident_char(s[end])) return false;
+  for (; i > 0 && is_space(s[i - 1]); --i) {
+    if (s[i - 1] == '\n') return true;
+  }
+  return i == 0 || !is_word_char(s[i - 1]);
+}
+
+// Whether a trigger occurs at s[i], given that its first two letters do.
+bool trigger_at(std::string_view s, std::size_t i) {
+  const Trigger& t = kTriggers[kTriggerTable.index[static_cast<unsigned char>(s[i])] - 1u];
+  if (s.size() - i < t.word.size()) return false;
+  for (std::size_t k = 2; k < t.word.size(); ++k) {
+    if (fold(s[i + k]) != static_cast<unsigned char>(t.word[k])) return false;
+  }
+  return !t.first_word || may_start_statement(s, i, i + t.word.size());
+}
+
+// Looks for a trigger starting in s[from, to), to < s.size().
+bool scan_triggers(std::string_view s, std::size_t from, std::size_t to) {
+  for (std::size_t i = from; i < to; ++i) {
+    if (kTriggerTable.second[static_cast<unsigned char>(s[i])] == fold(s[i + 1]) &&
+        trigger_at(s, i)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+#if defined(__GNUC__)
+// 16 positions at a time with GCC's portable vector extension (SSE2 on x86-64, NEON on ARM).
+using Bytes16 = unsigned char __attribute__((vector_size(16)));
+
+Bytes16 load16(const char* p) {
+  Bytes16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// 0xff in the lanes where trigger I's first two letters are (first) and (second), else 0.
+template <std::size_t I>
+Bytes16 trigger_lanes(Bytes16 first, Bytes16 second) {
+  constexpr auto a = static_cast<unsigned char>(kTriggers[I].word[0]);
+  constexpr auto b = static_cast<unsigned char>(kTriggers[I].word[1]);
+  return reinterpret_cast<Bytes16>((first == a) & (second == b));
+}
+template <std::size_t... I>
+Bytes16 any_trigger_lanes(Bytes16 first, Bytes16 second, std::index_sequence<I...>) {
+  return (trigger_lanes<I>(first, second) | ...);
+}
+
+// Bit k set when a trigger's first two letters start at p[k], k < 16; reads p[0, 17).
+std::uint32_t candidate_bits(const char* p) {
+  const Bytes16 blank = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ',
+                         ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+  const Bytes16 weight = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+  const Bytes16 first = load16(p) | blank;  // folded as fold() does
+  const Bytes16 second = load16(p + 1) | blank;
+  const Bytes16 bits =
+      any_trigger_lanes(first, second, std::make_index_sequence<kTriggers.size()>{}) & weight;
+  // Each half's byte sum is its 8-bit mask (distinct powers of two: no carries), in either
+  // byte order.
+  std::uint64_t half[2];
+  std::memcpy(half, &bits, sizeof half);
+  constexpr std::uint64_t kSumBytes = 0x0101010101010101;
+  return static_cast<std::uint32_t>((half[0] * kSumBytes) >> 56) |
+         static_cast<std::uint32_t>((half[1] * kSumBytes) >> 56) << 8;
+}
+#endif
+
 }  // namespace
 
 const char* to_string(SessionFeature f) {
@@ -225,6 +367,35 @@ bool is_reported_parameter(std::string_view name) {
 }
 
 SessionFeature detect_session_feature(std::string_view sql) {
+  // Most SQL contains none of the trigger words: skip the lexer (bench/PROFILE.md, C3).
+  if (!detail::may_use_session_state(sql)) return SessionFeature::None;
+  return detail::detect_session_feature_lexer(sql);
+}
+
+namespace detail {
+
+bool may_use_session_state(std::string_view sql) {
+  if (sql.size() < 2) return false;
+#if defined(__GNUC__)
+  if (sql.size() > 16) {
+    // Blocks of 16 positions up to the last one where two letters fit (sql.size() - 2). The last
+    // block may overlap the one before: the positions looked at already are masked off.
+    const std::size_t last = sql.size() - 17;
+    for (std::size_t done = 0; done < sql.size() - 1;) {
+      const std::size_t at = std::min(done, last);
+      std::uint32_t bits = candidate_bits(sql.data() + at) & (~0u << (done - at));
+      for (; bits != 0; bits &= bits - 1) {
+        if (trigger_at(sql, at + static_cast<std::size_t>(std::countr_zero(bits)))) return true;
+      }
+      done = at + 16;
+    }
+    return false;
+  }
+#endif
+  return scan_triggers(sql, 0, sql.size() - 1);
+}
+
+SessionFeature detect_session_feature_lexer(std::string_view sql) {
   Lexer lexer(sql);
   // Called for every Query and Parse under transaction pooling: reuse the word list's storage.
   thread_local std::vector<std::string_view> words;
@@ -235,4 +406,5 @@ SessionFeature detect_session_feature(std::string_view sql) {
   return SessionFeature::None;
 }
 
+}  // namespace detail
 }  // namespace sluice::protocol

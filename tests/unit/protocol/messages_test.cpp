@@ -331,6 +331,25 @@ TEST_CASE("malformed queries are rejected", "[protocol]") {
   CHECK_FALSE(read_query(ByteView{}));
 }
 
+TEST_CASE("a query's text ends at its only NUL, at any length", "[protocol]") {
+  for (std::size_t n = 0; n < 80; ++n) {
+    std::string sql;
+    for (std::size_t i = 0; i < n; ++i) sql += static_cast<char>('a' + i % 26);
+    if (n > 0) sql[n / 2] = '\xe9';  // bytes above 0x7f are text too
+    CAPTURE(n);
+    const Bytes msg = message('Q', Body().cstr(sql));
+    const auto q = read_query(view(msg));
+    REQUIRE(q);
+    CHECK(*q == sql);
+    // A NUL anywhere before the end is an embedded NUL.
+    for (std::size_t at = 0; at < n; ++at) {
+      std::string cut = sql;
+      cut[at] = '\0';
+      CHECK_FALSE(read_query(view(message('Q', Body().cstr(cut)))));
+    }
+  }
+}
+
 TEST_CASE("a parse yields names, text and parameter types", "[protocol]") {
   const Bytes b = message('P', Body().cstr("s1").cstr("SELECT $1, $2").u16(2).u32(23).u32(25));
   const auto p = read_parse(view(b));
