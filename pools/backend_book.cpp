@@ -1,6 +1,7 @@
 #include "pools/backend_book.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace sluice::pools {
 
@@ -13,9 +14,27 @@ void BackendBook::set_pool_settings(PoolId pool, PoolSettings settings) {
   pools_.at(pool).settings = settings;
 }
 
+BackendBook::Entry& BackendBook::entry(BackendId id) {
+  Entry* e = entries_.find(id);
+  if (e == nullptr) throw std::out_of_range("BackendBook: unknown backend id");
+  return *e;
+}
+
+const BackendBook::Entry& BackendBook::entry(BackendId id) const {
+  const Entry* e = entries_.find(id);
+  if (e == nullptr) throw std::out_of_range("BackendBook: unknown backend id");
+  return *e;
+}
+
+// An id is in the idle list once; the one leaving is usually the most recent (the back).
+void BackendBook::erase_idle(Pool& p, BackendId id) {
+  auto it = std::find(p.idle.rbegin(), p.idle.rend(), id);
+  if (it != p.idle.rend()) p.idle.erase(std::next(it).base());
+}
+
 BackendId BackendBook::add_entry(PoolId pool, TimePoint now, std::uint64_t home) {
   BackendId id = next_id_++;
-  entries_.emplace(id, Entry{.pool = pool, .home = home, .created = now, .last_used = now});
+  entries_.insert(id, Entry{.pool = pool, .home = home, .created = now, .last_used = now});
   ++pools_[pool].counts.connecting;
   return id;
 }
@@ -35,7 +54,7 @@ void BackendBook::set_state(BackendId id, Entry& e, BackendState to) {
     return p.counts.active;
   };
   --counter(e.state);
-  if (e.state == BackendState::Idle) std::erase(p.idle, id);
+  if (e.state == BackendState::Idle) erase_idle(p, id);
   e.state = to;
   ++counter(to);
   if (to == BackendState::Idle) p.idle.push_back(id);
@@ -47,7 +66,7 @@ std::optional<BackendId> BackendBook::oldest_idle_elsewhere(PoolId pool) const {
   for (PoolId i = 0; i < pools_.size(); ++i) {
     if (i == pool || pools_[i].idle.empty()) continue;
     BackendId candidate = pools_[i].idle.front();  // least recently used of that pool
-    const Entry& e = entries_.at(candidate);
+    const Entry& e = entry(candidate);
     if (!best || e.last_used < best_used) {
       best = candidate;
       best_used = e.last_used;
@@ -56,20 +75,25 @@ std::optional<BackendId> BackendBook::oldest_idle_elsewhere(PoolId pool) const {
   return best;
 }
 
-Pick BackendBook::pick(PoolId pool, TimePoint now, std::uint64_t home) {
+std::optional<BackendId> BackendBook::take_idle(PoolId pool, TimePoint now, std::uint64_t home) {
   Pool& p = pools_.at(pool);
   // Most recently used first, the caller's own loop's first of all. One past its lifetime is
   // skipped, not handed out; reap() closes it.
   for (bool any_home : {false, true}) {
     for (auto it = p.idle.rbegin(); it != p.idle.rend(); ++it) {
       BackendId id = *it;
-      Entry& e = entries_.at(id);
+      Entry& e = entry(id);
       if ((!any_home && e.home != home) || past_lifetime(e, p, now)) continue;
       set_state(id, e, BackendState::Active);  // invalidates `it`; we return below
       e.last_used = now;
-      return Pick{.kind = Pick::Kind::Idle, .id = id};
+      return id;
     }
   }
+  return std::nullopt;
+}
+
+Pick BackendBook::pick(PoolId pool, TimePoint now, std::uint64_t home) {
+  if (auto id = take_idle(pool, now, home)) return Pick{.kind = Pick::Kind::Idle, .id = *id};
   const PoolCounts all = totals();
   if (max_connecting_ > 0 && all.connecting >= max_connecting_)
     return Pick{.kind = Pick::Kind::Busy};
@@ -89,10 +113,10 @@ std::optional<BackendId> BackendBook::reserve_warm(PoolId pool, TimePoint now) {
 }
 
 void BackendBook::connected(BackendId id, TimePoint now, bool idle) {
-  auto it = entries_.find(id);
-  if (it == entries_.end() || it->second.state != BackendState::Connecting) return;
-  it->second.last_used = now;
-  set_state(id, it->second, idle ? BackendState::Idle : BackendState::Active);
+  Entry* e = entries_.find(id);
+  if (e == nullptr || e->state != BackendState::Connecting) return;
+  e->last_used = now;
+  set_state(id, *e, idle ? BackendState::Idle : BackendState::Active);
 }
 
 bool BackendBook::past_lifetime(const Entry& e, const Pool& p, TimePoint now) const {
@@ -100,9 +124,9 @@ bool BackendBook::past_lifetime(const Entry& e, const Pool& p, TimePoint now) co
 }
 
 bool BackendBook::release(BackendId id, TimePoint now, bool reusable) {
-  auto it = entries_.find(id);
-  if (it == entries_.end()) return false;
-  Entry& e = it->second;
+  Entry* found = entries_.find(id);
+  if (found == nullptr) return false;
+  Entry& e = *found;
   if (!reusable || e.state != BackendState::Active || past_lifetime(e, pools_[e.pool], now)) {
     remove(id);
     return false;
@@ -113,9 +137,9 @@ bool BackendBook::release(BackendId id, TimePoint now, bool reusable) {
 }
 
 void BackendBook::remove(BackendId id) {
-  auto it = entries_.find(id);
-  if (it == entries_.end()) return;
-  Entry& e = it->second;
+  Entry* found = entries_.find(id);
+  if (found == nullptr) return;
+  Entry& e = *found;
   Pool& p = pools_[e.pool];
   switch (e.state) {
     case BackendState::Connecting:
@@ -123,13 +147,13 @@ void BackendBook::remove(BackendId id) {
       break;
     case BackendState::Idle:
       --p.counts.idle;
-      std::erase(p.idle, id);
+      erase_idle(p, id);
       break;
     case BackendState::Active:
       --p.counts.active;
       break;
   }
-  entries_.erase(it);
+  entries_.erase(id);
 }
 
 void BackendBook::reap(TimePoint now, std::vector<BackendId>& to_close) {
@@ -139,13 +163,13 @@ void BackendBook::reap(TimePoint now, std::vector<BackendId>& to_close) {
     // what this pass already closes (least recently used first).
     std::uint32_t remaining = p.counts.total();
     for (BackendId id : p.idle) {
-      if (past_lifetime(entries_.at(id), p, now)) {
+      if (past_lifetime(entry(id), p, now)) {
         doomed.push_back(id);
         --remaining;
       }
     }
     for (BackendId id : p.idle) {
-      const Entry& e = entries_.at(id);
+      const Entry& e = entry(id);
       bool idle_too_long =
           p.settings.idle_timeout.count() > 0 && now - e.last_used >= p.settings.idle_timeout;
       if (idle_too_long && !past_lifetime(e, p, now) && remaining > p.settings.min_size) {
@@ -179,23 +203,30 @@ PoolCounts BackendBook::totals() const {
 }
 
 std::optional<BackendState> BackendBook::state(BackendId id) const {
-  auto it = entries_.find(id);
-  if (it == entries_.end()) return std::nullopt;
-  return it->second.state;
+  const Entry* e = entries_.find(id);
+  if (e == nullptr) return std::nullopt;
+  return e->state;
 }
 
 std::optional<std::string> BackendBook::check_invariants() const {
   std::vector<PoolCounts> seen(pools_.size());
-  for (const auto& [id, e] : entries_) {
-    PoolCounts& c = seen.at(e.pool);
+  std::optional<std::string> error;
+  entries_.for_each([&](BackendId id, const Entry& e) {
+    if (error) return;
+    if (e.pool >= seen.size()) {
+      error = "backend of an unknown pool";
+      return;
+    }
+    PoolCounts& c = seen[e.pool];
     if (e.state == BackendState::Connecting) ++c.connecting;
     if (e.state == BackendState::Idle) {
       ++c.idle;
       const auto& idle = pools_[e.pool].idle;
-      if (std::count(idle.begin(), idle.end(), id) != 1) return "idle backend missing from list";
+      if (std::count(idle.begin(), idle.end(), id) != 1) error = "idle backend missing from list";
     }
     if (e.state == BackendState::Active) ++c.active;
-  }
+  });
+  if (error) return error;
   for (std::size_t i = 0; i < pools_.size(); ++i) {
     const PoolCounts& c = pools_[i].counts;
     if (c.connecting != seen[i].connecting || c.idle != seen[i].idle ||

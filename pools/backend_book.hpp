@@ -10,13 +10,13 @@
 // keeps the connection objects keyed by BackendId.
 #pragma once
 
+#include "pools/id_map.hpp"
 #include "pools/types.hpp"
 
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 namespace sluice::pools {
@@ -66,6 +66,9 @@ class BackendBook {
   // preferred (its I/O then never crosses threads), else the most recently used one. New
   // entries get the caller's home.
   Pick pick(PoolId pool, TimePoint now, std::uint64_t home = 0);
+  // pick()'s Idle case alone: an idle backend of the pool (now Active) chosen as pick() would,
+  // or nullopt and nothing changes.
+  std::optional<BackendId> take_idle(PoolId pool, TimePoint now, std::uint64_t home = 0);
   // Opens a connection that will go idle (min_pool_size warm-up); nullopt when there is no room.
   std::optional<BackendId> reserve_warm(PoolId pool, TimePoint now);
   // Connecting -> Active (`idle` false) or Idle (`idle` true, warm-up).
@@ -101,6 +104,9 @@ class BackendBook {
   };
 
   void set_state(BackendId id, Entry& e, BackendState to);
+  static void erase_idle(Pool& p, BackendId id);
+  Entry& entry(BackendId id);  // throws std::out_of_range for an unknown id (a caller bug)
+  const Entry& entry(BackendId id) const;
   BackendId add_entry(PoolId pool, TimePoint now, std::uint64_t home = 0);
   bool past_lifetime(const Entry& e, const Pool& p, TimePoint now) const;
   std::optional<BackendId> oldest_idle_elsewhere(PoolId pool) const;
@@ -108,7 +114,7 @@ class BackendBook {
   std::uint32_t max_;
   std::uint32_t max_connecting_ = 0;
   std::vector<Pool> pools_;
-  std::unordered_map<BackendId, Entry> entries_;
+  IdMap<Entry> entries_;  // flat: no allocation per connection
   std::uint64_t next_id_ = 1;
 };
 

@@ -71,6 +71,7 @@ void BulkheadAdmission::apply_bulkhead_policy(Bulkhead& b, const BulkheadPolicy&
   b.delay.configure(p.adaptive_lifo, p.lifo_target, policy_.lifo_interval);
   b.in_use_ceiling = std::max(p.max, b.in_use);
   b.waiters_ceiling = std::max<std::size_t>(p.queue_depth, b.waiters.size());
+  ceilings_raised_ = true;
 }
 
 void BulkheadAdmission::rebuild_indexes() {
@@ -123,6 +124,7 @@ Result<std::vector<HandOff>, PolicyErrors> BulkheadAdmission::set_policy(Policy 
   rebuild_indexes();
   capacity_ceiling_ = std::max(policy_.capacity, in_use_);
   borrowed_ceiling_ = std::max(shared_slots(), borrowed_slots());
+  ceilings_raised_ = true;
 
   std::vector<HandOff> out;
   dispatch(now, out);
@@ -154,6 +156,7 @@ std::vector<HandOff> BulkheadAdmission::set_group_limit(GroupId group, std::uint
   observe_queues(now);
   g.limit = limit;
   g.in_use_ceiling = std::max(limit, g.in_use);
+  ceilings_raised_ = true;
   std::vector<HandOff> out;
   dispatch(now, out);
   settle_ceilings();
@@ -230,7 +233,7 @@ LeaseId BulkheadAdmission::grant(BulkheadId id, GroupId group, TimePoint now) {
   if (group != kNoGroup) ++groups_[group].in_use;
   ++b.counters.admitted;
   const LeaseId lease = next_id_++;
-  leases_.emplace(lease, LeaseRecord{.bulkhead = id, .group = group, .granted_at = now});
+  leases_.insert(lease, LeaseRecord{.bulkhead = id, .group = group, .granted_at = now});
   return lease;
 }
 
@@ -299,6 +302,20 @@ AcquireResult BulkheadAdmission::try_acquire(BulkheadId id, GroupId group, TimeP
   return *result;
 }
 
+std::optional<LeaseId> BulkheadAdmission::try_grant(BulkheadId id, GroupId group, TimePoint now) {
+  Bulkhead& b = bulkheads_.at(id);
+  if (group != kNoGroup) (void)groups_.at(group);
+  // Exactly try_acquire()'s Granted case with a closed breaker (no probe), checked before any
+  // change is made.
+  if (breaker_.tripped() || !bulkhead_may_take(b) || !group_has_room(group)) return std::nullopt;
+  if (!b.new_transactions.try_take(now)) return std::nullopt;  // a failed take changes nothing
+  observe_queues(now);
+  const LeaseId lease = grant(id, group, now);
+  settle_ceilings();
+  observe_queues(now);
+  return lease;
+}
+
 std::optional<AcquireResult> BulkheadAdmission::queue_or_refuse(BulkheadId id, GroupId group,
                                                                 TimePoint now) {
   Bulkhead& b = bulkheads_[id];
@@ -323,18 +340,18 @@ std::optional<AcquireResult> BulkheadAdmission::queue_or_refuse(BulkheadId id, G
   const TicketId ticket = next_id_++;
   const TimePoint deadline = now + p.max_wait;
   b.waiters.push_back(Waiter{.ticket = ticket, .group = group, .since = now, .deadline = deadline});
-  tickets_.emplace(ticket, id);
+  tickets_.insert(ticket, id);
   ++b.counters.queued;
   return Queued{.ticket = ticket, .deadline = deadline};
 }
 
 std::vector<HandOff> BulkheadAdmission::release(LeaseId lease, TimePoint now,
                                                 LeaseOutcome outcome) {
-  auto it = leases_.find(lease);
-  if (it == leases_.end()) return {};  // double release is harmless
+  const LeaseRecord* found = leases_.find(lease);
+  if (found == nullptr) return {};  // double release is harmless
   observe_queues(now);
-  const LeaseRecord rec = it->second;
-  leases_.erase(it);
+  const LeaseRecord rec = *found;
+  leases_.erase(lease);
   Bulkhead& b = bulkheads_[rec.bulkhead];
   --b.in_use;
   --in_use_;
@@ -362,10 +379,10 @@ std::vector<HandOff> BulkheadAdmission::release(LeaseId lease, TimePoint now,
 }
 
 bool BulkheadAdmission::cancel(TicketId ticket, TimePoint now) {
-  auto it = tickets_.find(ticket);
-  if (it == tickets_.end()) return false;
+  const BulkheadId* queue = tickets_.find(ticket);
+  if (queue == nullptr) return false;
   observe_queues(now);
-  Bulkhead& b = bulkheads_[it->second];
+  Bulkhead& b = bulkheads_[*queue];
   auto w = std::find_if(b.waiters.begin(), b.waiters.end(),
                         [&](const Waiter& x) { return x.ticket == ticket; });
   remove_waiter(b, static_cast<std::size_t>(w - b.waiters.begin()));
@@ -483,6 +500,8 @@ void BulkheadAdmission::observe_queues(TimePoint now) {
 
 // Ceilings fall to the limits as work drains after a live shrink; they never rise here.
 void BulkheadAdmission::settle_ceilings() {
+  // Usually every ceiling is at its limit already, and then nothing here would change.
+  if (!ceilings_raised_) return;
   for (Bulkhead& b : bulkheads_) {
     b.in_use_ceiling = std::min(b.in_use_ceiling, std::max(b.policy.max, b.in_use));
     b.waiters_ceiling =
@@ -492,6 +511,12 @@ void BulkheadAdmission::settle_ceilings() {
     g.in_use_ceiling = std::min(g.in_use_ceiling, std::max(g.limit, g.in_use));
   capacity_ceiling_ = std::min(capacity_ceiling_, std::max(policy_.capacity, in_use_));
   borrowed_ceiling_ = std::min(borrowed_ceiling_, std::max(shared_slots(), borrowed_slots()));
+  bool raised = capacity_ceiling_ > policy_.capacity || borrowed_ceiling_ > shared_slots();
+  for (const Bulkhead& b : bulkheads_) {
+    raised = raised || b.in_use_ceiling > b.policy.max || b.waiters_ceiling > b.policy.queue_depth;
+  }
+  for (const Group& g : groups_) raised = raised || g.in_use_ceiling > g.limit;
+  ceilings_raised_ = raised;
 }
 
 BulkheadStats BulkheadAdmission::stats(BulkheadId id, TimePoint now) const {

@@ -30,6 +30,7 @@
 #include "config/result.hpp"
 #include "pools/bulkhead_policy.hpp"
 #include "pools/circuit_breaker.hpp"
+#include "pools/id_map.hpp"
 #include "pools/queue_delay_monitor.hpp"
 #include "pools/token_bucket.hpp"
 #include "pools/types.hpp"
@@ -179,6 +180,10 @@ class BulkheadAdmission {
   // new-transactions token (else rate_limit), then Granted; otherwise queue_full, queue_age,
   // predicted_wait, a token (else rate_limit), then Queued. A refusal takes no token.
   AcquireResult try_acquire(BulkheadId bulkhead, GroupId group, TimePoint now);
+  // The lease try_acquire() would grant at once, if it would grant at once with the breaker
+  // closed; otherwise nullopt and nothing changes (no queueing, no refusal counted, no token
+  // taken): the caller then calls try_acquire() for the full decision.
+  std::optional<LeaseId> try_grant(BulkheadId bulkhead, GroupId group, TimePoint now);
   // Returns the slot and hands freed capacity to waiters (the returned hand-offs, in grant
   // order). An unknown or already released lease is ignored (empty result): double release is
   // harmless.
@@ -285,12 +290,13 @@ class BulkheadAdmission {
   std::unordered_map<std::string, BulkheadId> by_name_;  // live bulkheads only
   BulkheadId default_id_ = 0;
   std::vector<Group> groups_;  // by GroupId
-  std::unordered_map<LeaseId, LeaseRecord> leases_;
-  std::unordered_map<TicketId, BulkheadId> tickets_;  // every waiting ticket -> its queue
+  IdMap<LeaseRecord> leases_;  // flat: no allocation per lease (bench/PROFILE.md C7)
+  IdMap<BulkheadId> tickets_;  // every waiting ticket -> its queue
   std::uint32_t in_use_ = 0;
   std::uint32_t reserved_total_ = 0;
   std::uint32_t capacity_ceiling_ = 0;
   std::uint32_t borrowed_ceiling_ = 0;
+  bool ceilings_raised_ = true;  // some ceiling may be above its limit (settle_ceilings has work)
   CircuitBreaker breaker_;
   std::optional<LeaseId> probe_;  // the half-open breaker's outstanding probe lease
   std::mt19937_64 rng_;

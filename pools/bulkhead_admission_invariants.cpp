@@ -22,15 +22,21 @@ std::optional<std::string> BulkheadAdmission::check_invariants() const {
 std::optional<std::string> BulkheadAdmission::check_counts() const {
   std::vector<std::uint32_t> in_use(bulkheads_.size(), 0);
   std::vector<std::uint32_t> group_in_use(groups_.size(), 0);
-  for (const auto& [id, lease] : leases_) {
-    if (id == 0 || id >= next_id_) return "lease id " + std::to_string(id) + " was never issued";
-    if (lease.bulkhead >= bulkheads_.size()) return "lease of an unknown bulkhead";
-    ++in_use[lease.bulkhead];
-    if (lease.group != kNoGroup) {
-      if (lease.group >= groups_.size()) return "lease of an unknown group";
-      ++group_in_use[lease.group];
+  std::optional<std::string> lease_error;
+  leases_.for_each([&](LeaseId id, const LeaseRecord& lease) {
+    if (lease_error) return;
+    if (id == 0 || id >= next_id_) {
+      lease_error = "lease id " + std::to_string(id) + " was never issued";
+    } else if (lease.bulkhead >= bulkheads_.size()) {
+      lease_error = "lease of an unknown bulkhead";
+    } else if (lease.group != kNoGroup && lease.group >= groups_.size()) {
+      lease_error = "lease of an unknown group";
+    } else {
+      ++in_use[lease.bulkhead];
+      if (lease.group != kNoGroup) ++group_in_use[lease.group];
     }
-  }
+  });
+  if (lease_error) return lease_error;
   std::size_t total_in_use = 0;
   std::size_t total_waiters = 0;
   std::uint32_t reserved = 0;
@@ -48,8 +54,8 @@ std::optional<std::string> BulkheadAdmission::check_counts() const {
     if (b.retired == by_name_.contains(b.policy.name)) return at + "name index disagrees";
     for (std::size_t i = 0; i < b.waiters.size(); ++i) {
       const Waiter& w = b.waiters[i];
-      auto t = tickets_.find(w.ticket);
-      if (t == tickets_.end() || t->second != id) return at + "waiter missing from ticket index";
+      const BulkheadId* t = tickets_.find(w.ticket);
+      if (t == nullptr || *t != id) return at + "waiter missing from ticket index";
       if (!seen.insert(w.ticket).second) return at + "ticket queued twice";
       if (leases_.contains(w.ticket)) return at + "ticket id also used as a lease id";
       if (w.deadline <= w.since) return at + "waiter deadline not after its arrival";

@@ -45,6 +45,8 @@ struct BackendError {
 
 using Params = std::vector<std::pair<std::string, std::string>>;
 
+struct LoopTurns;  // pool_manager.cpp: the event-loop turn counter of one io_context
+
 class Backend {
  public:
   explicit Backend(const asio::any_io_executor& ex) : socket(ex) {}
@@ -67,6 +69,14 @@ class Backend {
   protocol::BackendStatementCache statements{0};
   protocol::TxStatus tx = protocol::TxStatus::Idle;
   std::chrono::steady_clock::time_point created{};
+  // Pool bookkeeping (PoolManager): the io_context that opened it (null if the executor was not
+  // an io_context's) and that loop's turn counter; the loop turn in which it was last checked in
+  // on that loop's thread (0: elsewhere, or not yet). Touched only by its current owner.
+  asio::io_context* loop = nullptr;
+  LoopTurns* loop_turns = nullptr;
+  std::uint64_t checkin_turn = 0;
+  // CancelRegistry: which registry interned its endpoint (high half) and where (low half).
+  std::uint64_t cancel_endpoint = 0;
 
   // The value a parameter has on this backend now, as far as Sluice can know: the reported value,
   // else the value Sluice applied or started it with, else nullopt. Names are case-insensitive.

@@ -1,6 +1,7 @@
 #include "src/cancel_registry.hpp"
 
 #include "src/auth/scram.hpp"
+#include "src/backend.hpp"
 
 #include <cstring>
 
@@ -16,7 +17,12 @@ std::uint32_t random_u32() {
 
 // Keys start at a random point so they do not look like (or collide with) real PostgreSQL pids
 // in a predictable way; the secret is what makes a key unguessable.
-CancelRegistry::CancelRegistry() : next_pid_((random_u32() % 0x3fffffff) + 1) {}
+CancelRegistry::CancelRegistry()
+    : id_([] {
+        static std::atomic<std::uint32_t> registries{0};
+        return ++registries;
+      }()),
+      next_pid_((random_u32() % 0x3fffffff) + 1) {}
 
 std::pair<std::uint32_t, std::uint32_t> CancelRegistry::add(std::weak_ptr<ClientSession> session) {
   std::uint32_t secret = random_u32();
@@ -26,7 +32,9 @@ std::pair<std::uint32_t, std::uint32_t> CancelRegistry::add(std::weak_ptr<Client
     pid = next_pid_++;
     if (next_pid_ > 0x7fffffff) next_pid_ = 1;  // stay a positive int32, as libpq stores it
   } while (pid == 0 || entries_.count(pid) != 0);
-  entries_.emplace(pid, Entry{.secret = secret, .session = std::move(session)});
+  auto [it, inserted] = entries_.try_emplace(pid);
+  it->second.secret = secret;
+  it->second.session = std::move(session);
   return {pid, secret};
 }
 
@@ -35,17 +43,84 @@ void CancelRegistry::remove(std::uint32_t pid) {
   entries_.erase(pid);
 }
 
+CancelRegistry::Slot* CancelRegistry::slot(std::uint32_t pid) {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(pid);
+  return it == entries_.end() ? nullptr : &it->second.slot;
+}
+
+std::uint32_t CancelRegistry::intern(const Endpoint& ep) {
+  for (std::size_t i = 0; i < endpoints_.size(); ++i) {
+    if (endpoints_[i] == ep) return static_cast<std::uint32_t>(i + 1);
+  }
+  endpoints_.push_back(ep);
+  return static_cast<std::uint32_t>(endpoints_.size());
+}
+
+std::uint32_t CancelRegistry::endpoint_of(Backend& backend) {
+  if (!backend.remote) return 0;
+  // A backend's remote endpoint never changes: interned once, by the session that owns it.
+  if (backend.cancel_endpoint >> 32 == id_) {
+    return static_cast<std::uint32_t>(backend.cancel_endpoint);
+  }
+  std::uint32_t index;
+  {
+    std::lock_guard lock(mu_);
+    index = intern(*backend.remote);
+  }
+  backend.cancel_endpoint = (std::uint64_t{id_} << 32) | index;
+  return index;
+}
+
+// The key first, then the endpoint (release): a reader that sees the endpoint sees this key or
+// a later one of the same session.
+void CancelRegistry::store(Slot& slot, std::uint32_t endpoint, std::uint32_t pid,
+                           std::uint32_t secret) {
+  if (endpoint != 0)
+    slot.key_.store((std::uint64_t{pid} << 32) | secret, std::memory_order_relaxed);
+  slot.endpoint_.store(endpoint, std::memory_order_release);
+}
+
+void CancelRegistry::set_target(Slot& slot, Backend& backend) {
+  store(slot, endpoint_of(backend), backend.pid, backend.secret);
+}
+
+void CancelRegistry::clear_target(Slot& slot) { store(slot, 0, 0, 0); }
+
 void CancelRegistry::set_target(std::uint32_t pid, std::optional<CancelTarget> target) {
   std::lock_guard lock(mu_);
   auto it = entries_.find(pid);
-  if (it != entries_.end()) it->second.target = std::move(target);
+  if (it == entries_.end()) return;
+  if (target) {
+    store(it->second.slot, intern(target->endpoint), target->pid, target->secret);
+  } else {
+    store(it->second.slot, 0, 0, 0);
+  }
+}
+
+void CancelRegistry::set_target(std::uint32_t pid, Backend& backend) {
+  const std::uint32_t endpoint = endpoint_of(backend);
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(pid);
+  if (it != entries_.end()) store(it->second.slot, endpoint, backend.pid, backend.secret);
+}
+
+void CancelRegistry::clear_target(std::uint32_t pid) {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(pid);
+  if (it != entries_.end()) store(it->second.slot, 0, 0, 0);
 }
 
 std::optional<CancelTarget> CancelRegistry::lookup(std::uint32_t pid, std::uint32_t secret) {
   std::lock_guard lock(mu_);
   auto it = entries_.find(pid);
   if (it == entries_.end() || it->second.secret != secret) return std::nullopt;
-  return it->second.target;
+  const std::uint32_t endpoint = it->second.slot.endpoint_.load(std::memory_order_acquire);
+  if (endpoint == 0) return std::nullopt;
+  const std::uint64_t key = it->second.slot.key_.load(std::memory_order_relaxed);
+  return CancelTarget{.endpoint = endpoints_[endpoint - 1],
+                      .pid = static_cast<std::uint32_t>(key >> 32),
+                      .secret = static_cast<std::uint32_t>(key)};
 }
 
 std::shared_ptr<ClientSession> CancelRegistry::session_for(std::uint32_t pid,

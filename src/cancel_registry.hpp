@@ -2,11 +2,20 @@
 //
 // A CancelRequest carries (pid, secret); the registry answers where to forward it: the backend
 // the session is using right now, if any. It also lets shutdown reach every session.
-// Thread-safety: all members may be called from any thread (one mutex, short sections).
+// Thread-safety: all members may be called from any thread (one mutex, short sections), except
+// that a Slot's target is written by its own session only.
+//
+// Per transaction a session sets and clears its target (bench/PROFILE.md C6). Through its Slot
+// (slot(pid), kept by the session) that is two atomic stores without the registry's lock: the
+// target is the backend's pid and secret in one 64-bit word and the index of its endpoint,
+// interned once per backend. A CancelRequest reads them under the lock and puts the CancelTarget
+// together then. Memory (M5): an entry is 40 bytes; a generic endpoint (144 bytes) is kept once
+// per distinct backend address in a table of the registry.
 #pragma once
 
 #include "src/asio_prelude.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -16,6 +25,7 @@
 
 namespace sluice {
 
+class Backend;
 class ClientSession;
 
 struct CancelTarget {
@@ -26,11 +36,31 @@ struct CancelTarget {
 
 class CancelRegistry {
  public:
+  // A session's cancel target, written without the registry's lock. Stable from add() until
+  // remove() of its pid; written only by its session (set_target(Slot&, ...), clear_target).
+  class Slot {
+   private:
+    friend class CancelRegistry;
+    std::atomic<std::uint32_t> endpoint_{0};  // 1 + index into endpoints_; 0: no target
+    std::atomic<std::uint64_t> key_{0};       // the target's pid << 32 | secret
+  };
+
   CancelRegistry();
   // Registers a session; returns the (pid, secret) key to send it in BackendKeyData.
   std::pair<std::uint32_t, std::uint32_t> add(std::weak_ptr<ClientSession> session);
   void remove(std::uint32_t pid);
+  // The Slot of a registered pid (null if none); valid until remove(pid).
+  Slot* slot(std::uint32_t pid);
+
+  // The backend the session now uses (its remote endpoint, pid and secret; no target if it has
+  // none), and no backend. Through the Slot: no lock except the first time per backend.
+  void set_target(Slot& slot, Backend& backend);
+  static void clear_target(Slot& slot);
+  // The same by pid (a lock and a lookup each).
   void set_target(std::uint32_t pid, std::optional<CancelTarget> target);
+  void set_target(std::uint32_t pid, Backend& backend);
+  void clear_target(std::uint32_t pid);
+
   // The target for a CancelRequest, if the key matches a session that is using a backend.
   std::optional<CancelTarget> lookup(std::uint32_t pid, std::uint32_t secret);
   // The session with this key, if the secret matches (a CancelRequest for a queued session).
@@ -43,11 +73,21 @@ class CancelRegistry {
  private:
   struct Entry {
     std::uint32_t secret = 0;
+    Slot slot;
     std::weak_ptr<ClientSession> session;
-    std::optional<CancelTarget> target;
   };
-  std::mutex mu_;  // guards everything below
-  std::unordered_map<std::uint32_t, Entry> entries_;
+  // The 1-based index of the backend's endpoint in endpoints_ (interned under mu_ the first
+  // time, then remembered in the Backend); 0 if it has no remote endpoint.
+  std::uint32_t endpoint_of(Backend& backend);
+  // Called with mu_ held: the 1-based index of `ep` in endpoints_, added if new.
+  std::uint32_t intern(const Endpoint& ep);
+  static void store(Slot& slot, std::uint32_t endpoint, std::uint32_t pid, std::uint32_t secret);
+
+  const std::uint32_t id_;  // this registry among all (Backend::cancel_endpoint names it)
+  std::mutex mu_;           // guards everything below
+  std::unordered_map<std::uint32_t, Entry> entries_;  // node-based: a Slot never moves
+  // Every distinct backend address seen (a handful: one per server address); never shrinks.
+  std::vector<Endpoint> endpoints_;
   std::uint32_t next_pid_;
 };
 

@@ -135,15 +135,80 @@ std::string ms_text(std::chrono::nanoseconds d) {
 
 }  // namespace
 
+// The turns of one event loop (bench/PROFILE.md C4). A handler posted during a turn runs after the
+// loop's next poll of its sockets (epoll_wait) and before any completion that poll reported:
+// Asio's scheduler queue holds the reactor task ahead of it and appends the poll's completions
+// behind it. So while `turn` is unchanged since a backend was checked in on this loop, the loop
+// has taken in nothing from outside since then, and the client request it is serving now was
+// sent before that check-in: whatever happened to the backend after it was checked in happened
+// after the request was sent, as if during the request. Such a checkout skips the MSG_PEEK probe
+// of the idle backend; every other one (a later turn, another thread, a new or warmed-up backend)
+// probes it. Touched only by the loop's own thread.
+struct LoopTurns : asio::execution_context::service {
+  using key_type = LoopTurns;
+  static asio::execution_context::id id;
+  explicit LoopTurns(asio::execution_context& ctx) : asio::execution_context::service(ctx) {}
+  void shutdown() override {}
+
+  std::uint64_t turn = 1;
+  bool marker_posted = false;  // a handler that ends the current turn is queued
+};
+
+asio::execution_context::id LoopTurns::id;
+
+namespace {
+
+// The tag of `ex`'s event loop, for BackendBook's preference for backends of the caller's loop.
+std::uint64_t loop_tag(const asio::any_io_executor& ex) {
+  return reinterpret_cast<std::uint64_t>(&asio::query(ex, asio::execution::context));
+}
+
+// At check-in, by the backend's owner: the current turn of its loop, if this is that loop's thread.
+void stamp_checkin(Backend& b) {
+  b.checkin_turn = 0;
+  if (b.loop == nullptr || !b.loop->get_executor().running_in_this_thread()) return;
+  LoopTurns& t = *b.loop_turns;
+  if (!t.marker_posted) {
+    t.marker_posted = true;
+    asio::post(*b.loop, [&t] {
+      ++t.turn;
+      t.marker_posted = false;
+    });
+  }
+  b.checkin_turn = t.turn;
+}
+
+// At checkout: checked in during the current turn of its loop, which is this thread's.
+bool checked_in_this_turn(const Backend& b) {
+  return b.checkin_turn != 0 && b.loop->get_executor().running_in_this_thread() &&
+         b.checkin_turn == b.loop_turns->turn;
+}
+
+}  // namespace
+
 struct ServerState {
   ServerState(const config::Server& c, pools::BulkheadAdmission a)
       : cfg(c), admission(std::move(a)), book(c.max_connections) {
     book.set_max_connecting(c.max_connect_attempts);
   }
+  // Removes and returns the idle backend `id` (null if it is not there).
+  std::shared_ptr<Backend> take_idle(pools::BackendId id) {
+    for (auto it = idle.end(); it != idle.begin();) {  // the most recently used is last
+      --it;
+      if ((*it)->id == id) {
+        std::shared_ptr<Backend> b = std::move(*it);
+        idle.erase(it);
+        return b;
+      }
+    }
+    return nullptr;
+  }
+
   config::Server cfg;
   pools::BulkheadAdmission admission;
   pools::BackendBook book;
-  std::unordered_map<pools::BackendId, std::shared_ptr<Backend>> idle;
+  // Idle backends in check-in order; a vector, so that a check-in allocates nothing (C7).
+  std::vector<std::shared_ptr<Backend>> idle;
   std::unordered_map<pools::TicketId, std::shared_ptr<PoolManager::Waiter>> waiters;
   std::string down_reason;  // the last connect failure, for server_down refusals
   std::uint64_t connect_attempts = 0;
@@ -291,7 +356,7 @@ awaitable<PoolManager::AcquireResult> PoolManager::acquire(Pool& pool, const Cli
     {
       std::lock_guard lock(mu_);
       if (closed_) co_return Closed{};
-      if (!all_paused_ && !paused_.contains(pool.database)) {
+      if (!pool.paused) {
         pools::AcquireResult r = s.admission.try_acquire(cls.bulkhead, pool.group, Clock::now());
         if (auto* g = std::get_if<pools::Granted>(&r)) co_return Lease(this, &s, g->lease);
         if (auto* refused = std::get_if<pools::Refused>(&r)) {
@@ -382,6 +447,29 @@ void PoolManager::abandon(const WaitHandle& handle) {
   asio::post(w->executor, [w] { w->timer.cancel(); });
 }
 
+PoolManager::Immediate PoolManager::try_acquire_now(Pool& pool, const ClientClass& cls,
+                                                    const asio::any_io_executor& ex) {
+  const std::uint64_t home = loop_tag(ex);
+  ServerState& s = *pool.server;
+  Immediate out;
+  std::shared_ptr<Backend> backend;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_ || pool.paused) return out;
+    const auto now = Clock::now();
+    const std::optional<pools::LeaseId> lease =
+        s.admission.try_grant(cls.bulkhead, pool.group, now);
+    if (!lease) return out;
+    out.lease = Lease(this, &s, *lease);
+    if (auto id = s.book.take_idle(pool.book_id, now, home)) {
+      backend = s.take_idle(*id);
+      if (!backend) s.book.remove(*id);  // never without its object; forget it if so
+    }
+  }
+  if (backend && still_usable(s, backend)) out.backend = std::move(backend);
+  return out;
+}
+
 // Called with mu_ held.
 void PoolManager::wake(ServerState& s, const std::vector<pools::HandOff>& granted) {
   for (const pools::HandOff& g : granted) {
@@ -426,7 +514,7 @@ awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> PoolManager::che
   auto ex = co_await asio::this_coro::executor;
   ServerState& s = *pool.server;
   // The caller's event loop, so that it gets back a backend whose socket that loop serves.
-  const auto home = reinterpret_cast<std::uint64_t>(&asio::query(ex, asio::execution::context));
+  const std::uint64_t home = loop_tag(ex);
   for (int attempt = 0;; ++attempt) {
     std::shared_ptr<Backend> victim;
     std::shared_ptr<Backend> backend;
@@ -438,13 +526,13 @@ awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> PoolManager::che
       auto now = Clock::now();
       pick = s.book.pick(pool.book_id, now, home);
       if (pick.kind == pools::Pick::Kind::Idle) {
-        backend = std::move(s.idle.at(pick.id));
-        s.idle.erase(pick.id);
-      } else if (pick.kind != pools::Pick::Kind::Busy) {
-        if (pick.kind == pools::Pick::Kind::Evict) {
-          victim = std::move(s.idle.at(pick.victim));
-          s.idle.erase(pick.victim);
+        backend = s.take_idle(pick.id);
+        if (!backend) {  // never without its object; forget it if so
+          s.book.remove(pick.id);
+          continue;
         }
+      } else if (pick.kind != pools::Pick::Kind::Busy) {
+        if (pick.kind == pools::Pick::Kind::Evict) victim = s.take_idle(pick.victim);
         ++s.connect_attempts;
         creds = pool.creds;
         server_cfg = s.cfg;
@@ -452,16 +540,8 @@ awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> PoolManager::che
     }
     if (victim) victim->close();
     if (backend) {
-      if (backend->idle_and_quiet()) co_return backend;
-      // It died or spoke while idle (e.g. terminated by an administrator): drop it, pick again.
-      log::pool().info("backend_dropped reason=unexpected_data_or_eof server={} pid={}", s.cfg.name,
-                       backend->pid);
-      {
-        std::lock_guard lock(mu_);
-        s.book.remove(pick.id);
-      }
-      backend->close();
-      continue;
+      if (still_usable(s, backend)) co_return backend;
+      continue;  // it was dropped: pick again
     }
     if (pick.kind == pools::Pick::Kind::Busy) {
       // Connections being opened fill the server; one of them becomes usable shortly.
@@ -472,10 +552,7 @@ awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> PoolManager::che
       co_await t.async_wait(use_awaitable);
       continue;
     }
-    auto b = std::make_shared<Backend>(ex);
-    b->id = pick.id;
-    b->server = s.cfg.name;
-    b->created = Clock::now();
+    auto b = new_backend(ex, s, pick.id);
     auto err =
         co_await connect_backend(*b, server_cfg, pool.db.dbname, creds, startup, max_message_size);
     if (s.series != nullptr) s.series->observe_connect(Clock::now() - b->created);
@@ -501,20 +578,74 @@ awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> PoolManager::che
   }
 }
 
+std::shared_ptr<Backend> PoolManager::new_backend(const asio::any_io_executor& ex, ServerState& s,
+                                                  pools::BackendId id) {
+  auto b = std::make_shared<Backend>(ex);
+  b->id = id;
+  b->server = s.cfg.name;
+  b->created = Clock::now();
+  if (const auto* io = ex.target<asio::io_context::executor_type>()) {
+    b->loop = &io->context();
+    b->loop_turns = &asio::use_service<LoopTurns>(static_cast<asio::execution_context&>(*b->loop));
+  }
+  return b;
+}
+
+bool PoolManager::still_usable(ServerState& s, const std::shared_ptr<Backend>& backend) {
+  Backend& b = *backend;
+  if (b.socket.is_open() && b.buf.empty() && checked_in_this_turn(b)) return true;
+  if (b.idle_and_quiet()) return true;
+  // It died or spoke while idle (e.g. terminated by an administrator): drop it.
+  log::pool().info("backend_dropped reason=unexpected_data_or_eof server={} pid={}", s.cfg.name,
+                   b.pid);
+  {
+    std::lock_guard lock(mu_);
+    s.book.remove(b.id);
+  }
+  b.close();
+  return false;
+}
+
+bool PoolManager::keep_idle(ServerState& s, Backend& backend, bool reusable) {
+  const bool keep = !closed_ && reusable && backend.socket.is_open() &&
+                    s.book.release(backend.id, Clock::now(), reusable);
+  if (!keep) s.book.remove(backend.id);
+  return keep;
+}
+
 void PoolManager::checkin(Pool& pool, std::shared_ptr<Backend> backend, bool reusable) {
   if (!backend) return;
+  stamp_checkin(*backend);  // still ours alone
   {
     std::lock_guard lock(mu_);
     ServerState& s = *pool.server;
-    bool keep = !closed_ && reusable && backend->socket.is_open() &&
-                s.book.release(backend->id, Clock::now(), reusable);
-    if (!keep) s.book.remove(backend->id);
-    if (keep) {
-      s.idle.emplace(backend->id, std::move(backend));
+    if (keep_idle(s, *backend, reusable)) {
+      s.idle.push_back(std::move(backend));
       return;
     }
   }
   backend->close();
+}
+
+void PoolManager::checkin(Pool& pool, std::shared_ptr<Backend> backend, bool reusable, Lease& lease,
+                          pools::LeaseOutcome outcome) {
+  if (lease.m_ != this) {
+    checkin(pool, std::move(backend), reusable);
+    lease.reset(outcome);
+    return;
+  }
+  if (backend) stamp_checkin(*backend);
+  {
+    std::lock_guard lock(mu_);
+    if (backend) {
+      ServerState& s = *pool.server;
+      if (keep_idle(s, *backend, reusable)) s.idle.push_back(std::move(backend));
+    }
+    // The backend first: a waiter the slot is handed to finds it idle.
+    lease.m_ = nullptr;
+    wake(*lease.s_, lease.s_->admission.release(lease.id_, Clock::now(), outcome));
+  }
+  if (backend) backend->close();
 }
 
 void PoolManager::maintain(const asio::any_io_executor& ex, std::uint32_t max_message_size) {
@@ -528,11 +659,7 @@ void PoolManager::maintain(const asio::any_io_executor& ex, std::uint32_t max_me
       std::vector<pools::BackendId> reaped;
       s->book.reap(now, reaped);
       for (auto id : reaped) {
-        auto it = s->idle.find(id);
-        if (it != s->idle.end()) {
-          to_close.push_back(std::move(it->second));
-          s->idle.erase(it);
-        }
+        if (auto b = s->take_idle(id)) to_close.push_back(std::move(b));
       }
     }
     for (auto& [key, pool] : pools_) {
@@ -558,10 +685,7 @@ awaitable<void> PoolManager::warm_up(Pool& pool, pools::BackendId id,
                                      std::uint32_t max_message_size) {
   auto ex = co_await asio::this_coro::executor;
   ServerState& s = *pool.server;
-  auto b = std::make_shared<Backend>(ex);
-  b->id = id;
-  b->server = s.cfg.name;
-  b->created = Clock::now();
+  auto b = new_backend(ex, s, id);
   BackendCredentials creds;
   config::Server server_cfg;
   {
@@ -586,7 +710,7 @@ awaitable<void> PoolManager::warm_up(Pool& pool, pools::BackendId id,
   s.book.connected(id, Clock::now(), true);
   s.admission.record_connect_success(Clock::now());
   pool.server_defaults = b->defaults;
-  s.idle.emplace(id, std::move(b));
+  s.idle.push_back(std::move(b));
 }
 
 void PoolManager::set_paused(const std::string& database, bool paused) {
@@ -616,8 +740,8 @@ void PoolManager::close_all() {
         asio::post(w->executor, [w = w] { w->timer.cancel(); });
       }
       s->waiters.clear();
-      for (auto& [id, b] : s->idle) {
-        s->book.remove(id);
+      for (auto& b : s->idle) {
+        s->book.remove(b->id);
         to_close.push_back(std::move(b));
       }
       s->idle.clear();

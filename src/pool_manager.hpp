@@ -6,7 +6,12 @@
 // outside the lock. A grant to a waiter on another thread is a post to that waiter's executor
 // (STYLE.md §2, shape (a)).
 //
-// Thread-safety: every public member may be called from any thread.
+// Thread-safety: every public member may be called from any thread. Each io_context is assumed
+// to be run by one thread (Runtime's model: sessions are pinned to their loop).
+//
+// The common transaction (bench/PROFILE.md C6, C7) takes mu_ twice: try_acquire_now() for a slot
+// and an idle backend together, checkin() with the lease for both returns; acquire() and
+// checkout() are the general (awaiting) path.
 #pragma once
 
 #include "config/config.hpp"
@@ -100,6 +105,7 @@ class Lease {
   explicit operator bool() const { return m_ != nullptr; }
 
  private:
+  friend class PoolManager;
   PoolManager* m_ = nullptr;
   ServerState* s_ = nullptr;
   pools::LeaseId id_ = 0;
@@ -144,12 +150,29 @@ class PoolManager {
   // Ends a wait with Cancelled (if it is still waiting).
   void abandon(const WaitHandle& handle);
 
+  // What try_acquire_now() could do at once.
+  struct Immediate {
+    Lease lease;                       // empty: nothing was taken (co_await acquire())
+    std::shared_ptr<Backend> backend;  // with the lease: ready to use; empty: co_await checkout()
+  };
+  // acquire() and checkout() without a coroutine for the common case, under one lock: a slot
+  // that admission grants at once (not paused, breaker closed, room in the bulkhead, the pool and
+  // the server, a token if rate-limited) and, if the pool has one, an idle backend, preferably
+  // one opened by `ex`'s event loop. Anything else (queueing, refusal, a half-open breaker, PAUSE,
+  // shutdown) leaves every state unchanged and returns an empty lease: call acquire() then. A
+  // backend returned goes back through checkin(), as one from checkout() does.
+  Immediate try_acquire_now(Pool& pool, const ClientClass& cls, const asio::any_io_executor& ex);
+
   // With a slot held: an idle backend of the pool, or a new connection opened on the caller's
   // executor with `startup` parameters.
   awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> checkout(
       Pool& pool, const Params& startup, std::uint32_t max_message_size);
   // Returns a backend: kept idle if `reusable` and young enough, otherwise closed.
   void checkin(Pool& pool, std::shared_ptr<Backend> backend, bool reusable);
+  // checkin() followed by lease.reset(outcome), under one lock (the end of a transaction).
+  // `backend` may be null (only the lease is returned).
+  void checkin(Pool& pool, std::shared_ptr<Backend> backend, bool reusable, Lease& lease,
+               pools::LeaseOutcome outcome);
 
   // Periodic upkeep (call about once a second from one thread): closes idle backends past their
   // idle timeout or lifetime and opens warm-up connections for min_pool_size.
@@ -173,6 +196,13 @@ class PoolManager {
   void wake(ServerState& s, const std::vector<pools::HandOff>& granted);
   void reject(ServerState& s, const std::vector<pools::Rejection>& rejected);
   void connect_failed(ServerState& s);
+  // Called with mu_ held: whether `backend` may go back to the idle list.
+  bool keep_idle(ServerState& s, Backend& backend, bool reusable);
+  // An idle backend just taken from the pool: usable without another look at its socket, or
+  // (after one non-blocking peek) still idle and silent. A dead one is dropped here.
+  bool still_usable(ServerState& s, const std::shared_ptr<Backend>& backend);
+  std::shared_ptr<Backend> new_backend(const asio::any_io_executor& ex, ServerState& s,
+                                       pools::BackendId id);
   awaitable<void> warm_up(Pool& pool, pools::BackendId id, std::uint32_t max_message_size);
 
   std::mutex mu_;  // guards everything below and the mutable parts of Pool and ServerState
@@ -180,7 +210,7 @@ class PoolManager {
   std::unordered_map<std::string, std::unique_ptr<Pool>> pools_;  // key: database + '\0' + user
   bool closed_ = false;
   bool all_paused_ = false;
-  std::set<std::string> paused_;  // databases
+  std::set<std::string> paused_;  // databases (each Pool's `paused` follows it)
 };
 
 }  // namespace sluice

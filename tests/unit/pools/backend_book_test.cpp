@@ -569,3 +569,27 @@ TEST_CASE("counts and totals follow every backend through its states", "[pools]"
   REQUIRE(describe(book.totals()) == "connecting 1, idle 3, active 2");
   REQUIRE(book.totals().total() == 6);
 }
+
+TEST_CASE("take_idle is pick's idle case and changes nothing when there is none", "[pools]") {
+  BackendBook book(3);
+  FakeClock clock;
+  const PoolId pool = book.add_pool(PoolSettings{.lifetime = 60s});
+  REQUIRE_FALSE(book.take_idle(pool, clock.now()).has_value());
+  REQUIRE(describe(book.counts(pool)) == "connecting 0, idle 0, active 0");
+  open_active(book, pool, clock, 1);
+  open_active(book, pool, clock, 2);
+  REQUIRE_FALSE(book.take_idle(pool, clock.now()).has_value());  // both active: no new entry
+  REQUIRE(describe(book.counts(pool)) == "connecting 0, idle 0, active 2");
+  REQUIRE(book.release(1, clock.now(), true));
+  clock.advance(1s);
+  REQUIRE(book.release(2, clock.now(), true));
+  // Most recently used first, as pick().
+  REQUIRE(book.take_idle(pool, clock.now()) == BackendId{2});
+  REQUIRE(book.state(2) == BackendState::Active);
+  REQUIRE_FALSE(book.check_invariants());
+  // One past its lifetime is not handed out.
+  clock.advance(60s);
+  REQUIRE_FALSE(book.take_idle(pool, clock.now()).has_value());
+  REQUIRE(book.state(1) == BackendState::Idle);
+  REQUIRE_FALSE(book.check_invariants());
+}

@@ -284,6 +284,38 @@ awaitable<void> churn(PoolManager& pm, Pool& pool, const ClientClass& cls, Tally
   }
 }
 
+// As churn(), but each acquisition tries PoolManager::try_acquire_now() first and awaits
+// acquire() only when that takes nothing; half the leases go back through the combined
+// checkin() (no backend), half through Lease::reset().
+awaitable<void> churn_immediate(PoolManager& pm, Pool& pool, const ClientClass& cls, Tally& t,
+                                unsigned seed, int rounds, std::atomic<int>& immediate) {
+  std::minstd_rand rng(seed);
+  auto ex = co_await asio::this_coro::executor;
+  for (int i = 0; i < rounds; ++i) {
+    PoolManager::Immediate now = pm.try_acquire_now(pool, cls, ex);
+    Acquired r = Failure::Other;
+    if (now.lease) {
+      ++immediate;
+      r = std::move(now.lease);
+    } else {
+      r = co_await acquire(pm, pool, cls);
+    }
+    if (auto* f = std::get_if<Failure>(&r)) {
+      t.failed(*f);
+      continue;
+    }
+    ++t.granted;
+    t.hold();
+    co_await pause(std::chrono::microseconds(rng() % 1001));
+    t.drop();
+    if (rng() % 2 == 0) {
+      pm.checkin(pool, nullptr, false, std::get<Lease>(r), sluice::pools::LeaseOutcome::Completed);
+    } else {
+      std::get<Lease>(r).reset();
+    }
+  }
+}
+
 // Acquires until refused (Closed after close_all), holding each lease 0-1 ms.
 awaitable<void> churn_until_refused(PoolManager& pm, Pool& pool, const ClientClass& cls, Tally& t,
                                     unsigned seed) {
@@ -389,6 +421,50 @@ TEST_CASE("leases taken from four threads never exceed the pool's limit", "[src]
   CHECK(t.max_held <= static_cast<int>(kPoolSize));
   CHECK(t.max_held >= 1);
   CHECK(t.held == 0);
+  auto s = slots(pm);
+  CHECK(s.in_use == 0);
+  CHECK(s.waiting == 0);
+  CHECK(s.granted_total == static_cast<std::uint64_t>(kTotal));
+}
+
+TEST_CASE("the immediate path and the combined check-in keep the limits across four threads",
+          "[src][threads]") {
+  auto cfg = make_config();
+  PoolManager pm(cfg);
+  Pool& pool = pm.pool_for(cfg.databases.at("app"), "alice");
+  const Classes classes(pm, cfg);
+  Tally t;
+  std::atomic<int> immediate{0};
+  constexpr int kPerThread = 40;
+  constexpr int kRounds = 20;
+  {
+    Loops loops(kThreads);
+    for (std::size_t i = 0; i < kThreads; ++i) {
+      for (int k = 0; k < kPerThread; ++k) {
+        loops.spawn(
+            i, churn_immediate(pm, pool, classes(5s), t, static_cast<unsigned>(i * 1000 + k + 7),
+                               kRounds, immediate));
+      }
+    }
+    std::uint32_t max_in_use = 0;
+    bool finished = wait_until(
+        [&] {
+          max_in_use = std::max(max_in_use, slots(pm).in_use);
+          return loops.pending() == 0;
+        },
+        8s);
+    REQUIRE(finished);
+    loops.join();
+    CHECK(loops.escaped() == 0);
+    CHECK(max_in_use <= kPoolSize);
+  }
+  constexpr int kTotal = static_cast<int>(kThreads) * kPerThread * kRounds;
+  CHECK(t.granted == kTotal);
+  CHECK(t.timed_out + t.early_refused + t.closed + t.queue_full + t.other == 0);
+  CHECK(t.max_held <= static_cast<int>(kPoolSize));
+  CHECK(t.held == 0);
+  CHECK(immediate > 0);
+  CHECK(immediate < kTotal);  // with 160 coroutines on 3 slots, most wait
   auto s = slots(pm);
   CHECK(s.in_use == 0);
   CHECK(s.waiting == 0);

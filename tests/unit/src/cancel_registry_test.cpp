@@ -1,0 +1,142 @@
+// CancelRegistry: targets set from a CancelTarget, from a Backend, or through a session's Slot,
+// cleared, and looked up only with the right secret; the endpoint comes back whole although an
+// entry keeps only its index. The Slot path is also written from one thread while another looks
+// up (run under TSan with the rest of unit_src).
+#include "src/cancel_registry.hpp"
+
+#include "src/asio_prelude.hpp"  // before any other Asio use
+#include "src/backend.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+namespace {
+
+namespace asio = sluice::asio;
+using sluice::Backend;
+using sluice::CancelRegistry;
+using sluice::CancelTarget;
+using sluice::Endpoint;
+
+Endpoint tcp(const char* address, unsigned short port) {
+  return Endpoint(asio::ip::tcp::endpoint(asio::ip::make_address(address), port));
+}
+
+}  // namespace
+
+TEST_CASE("cancel targets are set, looked up with the secret only, and cleared", "[src]") {
+  CancelRegistry r;
+  const auto [pid, secret] = r.add(std::weak_ptr<sluice::ClientSession>());
+  const auto [pid2, secret2] = r.add(std::weak_ptr<sluice::ClientSession>());
+  REQUIRE(pid != pid2);
+  REQUIRE(r.size() == 2);
+  REQUIRE_FALSE(r.lookup(pid, secret).has_value());  // no backend yet
+
+  const Endpoint a = tcp("127.0.0.1", 5432);
+  const Endpoint b = tcp("::1", 5433);
+  r.set_target(pid, CancelTarget{.endpoint = a, .pid = 41, .secret = 42});
+  r.set_target(pid2, CancelTarget{.endpoint = a, .pid = 51, .secret = 52});
+  auto t = r.lookup(pid, secret);
+  REQUIRE(t.has_value());
+  CHECK(t->endpoint == a);
+  CHECK(t->pid == 41);
+  CHECK(t->secret == 42);
+  CHECK_FALSE(r.lookup(pid, secret + 1).has_value());
+  CHECK_FALSE(r.lookup(pid + pid2, secret).has_value());
+  CHECK(r.lookup(pid2, secret2)->pid == 51);
+
+  // From a Backend: its remote endpoint, pid and secret.
+  asio::io_context io;
+  Backend backend(io.get_executor());
+  backend.remote = b;
+  backend.pid = 61;
+  backend.secret = 62;
+  r.set_target(pid, backend);
+  t = r.lookup(pid, secret);
+  REQUIRE(t.has_value());
+  CHECK(t->endpoint == b);
+  CHECK(t->pid == 61);
+  CHECK(t->secret == 62);
+  CHECK(r.lookup(pid2, secret2)->endpoint == a);  // the other entry is unchanged
+
+  r.clear_target(pid);
+  CHECK_FALSE(r.lookup(pid, secret).has_value());
+  r.set_target(pid2, std::nullopt);
+  CHECK_FALSE(r.lookup(pid2, secret2).has_value());
+
+  // A backend without a remote endpoint is no target.
+  backend.remote.reset();
+  r.set_target(pid, backend);
+  CHECK_FALSE(r.lookup(pid, secret).has_value());
+
+  // Unknown keys are ignored.
+  r.set_target(pid + pid2, backend);
+  r.clear_target(pid + pid2);
+  r.remove(pid);
+  CHECK(r.size() == 1);
+  r.set_target(pid, CancelTarget{.endpoint = a, .pid = 1, .secret = 2});
+  CHECK_FALSE(r.lookup(pid, secret).has_value());
+}
+
+TEST_CASE("a session's Slot sets and clears its target without the registry's lock", "[src]") {
+  CancelRegistry r;
+  const auto [pid, secret] = r.add(std::weak_ptr<sluice::ClientSession>());
+  CancelRegistry::Slot* slot = r.slot(pid);
+  REQUIRE(slot != nullptr);
+  REQUIRE(r.slot(pid + 1) == nullptr);
+
+  asio::io_context io;
+  Backend one(io.get_executor());
+  one.remote = tcp("127.0.0.1", 5432);
+  one.pid = 11;
+  one.secret = 12;
+  Backend two(io.get_executor());
+  two.remote = tcp("127.0.0.1", 5432);  // the same server: one endpoint in the table
+  two.pid = 21;
+  two.secret = 22;
+
+  r.set_target(*slot, one);
+  auto t = r.lookup(pid, secret);
+  REQUIRE(t.has_value());
+  CHECK(t->endpoint == *one.remote);
+  CHECK(t->pid == 11);
+  CHECK(t->secret == 12);
+  CHECK(one.cancel_endpoint != 0);  // interned once, remembered by the backend
+  CancelRegistry::clear_target(*slot);
+  CHECK_FALSE(r.lookup(pid, secret).has_value());
+  r.set_target(*slot, two);
+  CHECK(r.lookup(pid, secret)->pid == 21);
+  CHECK(static_cast<std::uint32_t>(two.cancel_endpoint) ==
+        static_cast<std::uint32_t>(one.cancel_endpoint));
+  // Another registry does not take the remembered index for its own.
+  CancelRegistry other;
+  const auto [opid, osecret] = other.add(std::weak_ptr<sluice::ClientSession>());
+  other.set_target(*other.slot(opid), one);
+  CHECK(other.lookup(opid, osecret)->endpoint == *one.remote);
+
+  // One thread switches the target back and forth while another reads: every answer is one of
+  // the session's two backends, or none.
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::thread reader([&] {
+    while (!stop) {
+      if (auto got = r.lookup(pid, secret)) {
+        const bool ok =
+            (got->pid == 11 && got->secret == 12) || (got->pid == 21 && got->secret == 22);
+        if (!ok || !(got->endpoint == *one.remote)) ++bad;
+      }
+    }
+  });
+  for (int i = 0; i < 20000; ++i) {
+    r.set_target(*slot, i % 2 == 0 ? one : two);
+    if (i % 3 == 0) CancelRegistry::clear_target(*slot);
+  }
+  stop = true;
+  reader.join();
+  CHECK(bad == 0);
+  r.remove(pid);
+  CHECK(r.slot(pid) == nullptr);
+}
