@@ -23,6 +23,9 @@ constexpr std::string_view kAdminDatabase = "sluice";
 // Authentication messages are small; a client that sends more is not authenticating.
 constexpr std::uint32_t kMaxAuthMessage = 8192;
 
+// What the scanners are constructed with until the relay sets them up (session_relay.cpp).
+const pr::StreamScanner::InspectSet kInspectNothing{};
+
 // The client's IP address (none for a Unix-socket client).
 std::optional<asio::ip::address> peer_address(const Socket& s) {
   auto tcp = tcp_peer(s);
@@ -35,9 +38,12 @@ ClientSession::ClientSession(Runtime& rt, Socket socket, std::string peer)
     : rt_(rt),
       client_(std::move(socket)),
       peer_(std::move(peer)),
-      statements_(&statement_backend_name) {}
+      statements_(&statement_backend_name),
+      client_scanner_(pr::Direction::Frontend, 0, kInspectNothing),
+      backend_scanner_(pr::Direction::Backend, 0, kInspectNothing) {}
 
 ClientSession::~ClientSession() {
+  unlist_idle();  // only when destroyed with its event loop, in the middle of a wait
   if (key_pid_ != 0) rt_.cancels().remove(key_pid_);
   if (class_) rt_.pools().release_client(*class_);
   if (counted_) rt_.clients.fetch_sub(1);
@@ -109,9 +115,8 @@ void ClientSession::cancel_wait() {
 
 void ClientSession::terminate(std::string sqlstate, std::string message) {
   asio::post(client_.get_executor(), [self = shared_from_this(), sqlstate = std::move(sqlstate),
-                                      message = std::move(message)]() mutable {
-    if (!self->terminate_reason_)
-      self->terminate_reason_.emplace(std::move(sqlstate), std::move(message));
+                                      message = std::move(message)] {
+    self->set_terminate_reason(sqlstate, message);
     error_code ignored;
     self->client_.cancel(ignored);
     self->woken_for_detach_ = false;  // this cancel ends the session; it is no hand-back wake-up
@@ -194,9 +199,9 @@ awaitable<void> ClientSession::run() {
   }
   log::session().debug("session_started session={} peer={} db={} user={}", key_pid_, peer_,
                        database_, user_);
-  co_await relay();
-  co_await cleanup();
-  log::session().debug("session_ended session={}", key_pid_);
+  // Until the session ends, or until it first parks (then a wait holds it, and this frame, the
+  // login's, is freed).
+  co_await relay(false, {});
 }
 
 // ---- 1. startup ------------------------------------------------------------------------------
@@ -446,9 +451,9 @@ awaitable<bool> ClientSession::auth_scram(const UserSecret* secret) {
     }
     co_return false;
   }
-  if (secret->kind == UserSecret::Kind::Scram) {
-    scram_client_key_ = server.client_key();
-    scram_server_key_ = secret->scram.server_key;
+  if (secret->kind == UserSecret::Kind::Scram && server.client_key()) {
+    scram_keys_ = std::make_unique<std::pair<auth::Key, auth::Key>>(*server.client_key(),
+                                                                    secret->scram.server_key);
   }
   out.clear();
   pr::build_auth_sasl_final(out, *server_final);

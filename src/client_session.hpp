@@ -25,6 +25,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <exception>
 #include <map>
 #include <memory>
 #include <optional>
@@ -81,6 +82,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void detach_backend();
   awaitable<std::optional<BackendError>> sync_parameters(bool login);
   void pin(protocol::SessionFeature why);
+  void set_terminate_reason(std::string_view sqlstate, std::string_view message);
   void inspect_client_message(protocol::ByteView msg, bool complete);
   void count_client_message(char type);
   bool rewrite_client_message(protocol::ByteView view, const protocol::ScanStep& step,
@@ -90,14 +92,36 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool can_detach() const;
   void refresh_params_key();
   std::optional<protocol::Buffer> rename_statements_in_error(protocol::ByteView msg) const;
-  void start_backend_pump();
   void statement_started();
   void arm_statement_timer(std::chrono::steady_clock::time_point at);
   void on_statement_timer();
   void arm_idle_transaction_timer();
   void disarm_idle_transaction_timer();
-  awaitable<void> relay();
-  awaitable<void> backend_to_client();
+  // Client to backend (session_relay.cpp). A transaction-pooling client that stays idle parks:
+  // relay() returns, leaving a plain wait for the client's next bytes (which holds the session),
+  // and that wait's completion starts relay() again: an idle client holds no coroutine frame.
+  // relay() ends the session (cleanup()) unless it parks.
+  awaitable<void> relay(bool resumed, error_code wake);
+  struct ParkedWait;
+  void park();
+  void resume(error_code ec);
+  // The per-thread list of transaction-pooling clients waiting in relay() for their next bytes;
+  // a periodic sweep makes those that waited a whole period park.
+  void list_idle();
+  void unlist_idle();
+  static void sweep_idle(std::shared_ptr<asio::steady_timer> timer);
+  void relay_failed(std::exception_ptr e);
+  awaitable<void> end_relay();
+  // Backend to client: completion handlers, not a coroutine, from the backend's attach until its
+  // detach (or the session's end); backend_pump_running_ says whether it is running.
+  void start_backend_pump();
+  void read_backend();
+  void on_backend_read(error_code ec, std::size_t n);
+  bool forward_backend_batch();
+  bool finish_backend_batch(std::size_t fwd, bool framing_lost, error_code write_ec);
+  void end_backend_pump(error_code ec, bool client_gone);
+  void backend_pump_failed();
+  void backend_pump_stopped();
   awaitable<void> cleanup();
 
   awaitable<void> send_fatal(std::string_view sqlstate, std::string_view message,
@@ -113,10 +137,15 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::atomic<std::uint32_t> backend_pid_{0};
   std::atomic<std::int64_t> wait_since_ns_{0};  // steady_clock, while Waiting
   ReadBuffer in_;                               // client bytes (startup phase and relay)
-  protocol::Buffer out_;
   std::uint32_t key_pid_ = 0;
   std::uint32_t key_secret_ = 0;
   bool counted_ = false;
+  bool tx_mode_ = false;          // transaction pooling for this client's database
+  bool pinned_ = false;           // uses session state: keeps its backend until it leaves
+  bool idle_listed_ = false;      // in this thread's list of idle clients (list_idle())
+  bool idle_seen_ = false;        // a sweep has seen it listed
+  bool park_requested_ = false;   // the sweep cancelled its wait so that it parks
+  std::uint32_t idle_index_ = 0;  // its place in that list
 
   // From the StartupMessage.
   std::string user_;
@@ -127,9 +156,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::string params_key_;  // client_params_ as one string (refresh_params_key())
   std::string app_name_;
 
-  // Learned during authentication (SCRAM passthrough).
-  std::optional<auth::Key> scram_client_key_;
-  std::optional<auth::Key> scram_server_key_;
+  // Learned during authentication (SCRAM passthrough): the client key and the server key, until
+  // login has handed them to the pool.
+  std::unique_ptr<std::pair<auth::Key, auth::Key>> scram_keys_;
   // auth_query: the secret found on the server for a user missing from auth_file (or null);
   // used for the client's authentication and by backend_credentials().
   std::shared_ptr<const UserSecret> queried_secret_;
@@ -138,27 +167,26 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::optional<ClientClass> class_;  // its bulkhead (none for the admin console)
   BulkheadSeries* series_ = nullptr;  // its bulkhead's metrics
   PoolManager::WaitHandle waiting_;   // set while queued for a slot
-  bool tx_mode_ = false;              // transaction pooling for this client's database
-  bool pinned_ = false;               // uses session state: keeps its backend until it leaves
   Lease lease_;
   std::shared_ptr<Backend> backend_;  // attached backend, if any
   // Transaction pooling: this client's named statements, and the edits to the attached backend's
   // ParseComplete/CloseComplete responses that rewriting them requires.
   protocol::StatementMapper statements_;
   protocol::ResponseEdits edits_;
-  // One batch of output assembled from input bytes and rewritten messages.
-  struct Piece {
-    bool scratch = false;  // bytes of scratch_ (else of the input buffer)
-    std::size_t offset = 0;
-    std::size_t size = 0;
+  // Scratch space of one batch of relayed bytes, taken from a per-thread free list when a batch
+  // starts and given back when it ends (session_relay.cpp): an idle session holds none.
+  struct ClientBatch;   // client to backend: output pieces, rewritten messages, Sluice's answers
+  struct BackendBatch;  // backend to client: the gather list and rewritten messages
+  struct BatchReturn {
+    void operator()(ClientBatch* b) const;
+    void operator()(BackendBatch* b) const;
   };
-  std::vector<Piece> pieces_;
-  protocol::Buffer scratch_;
-  std::vector<asio::const_buffer> gather_;
-  std::vector<asio::const_buffer> backend_out_;  // the backend pump's gather list
-  // Rewritten backend messages of a batch (a vector: moving a Buffer keeps its bytes in place).
-  std::vector<protocol::Buffer> backend_replacements_;
-  protocol::Buffer client_out_;      // Sluice's own answers to the client, written by relay()
+  std::unique_ptr<ClientBatch, BatchReturn> client_batch_;
+  std::unique_ptr<BackendBatch, BatchReturn> backend_batch_;
+  protocol::StreamScanner client_scanner_;
+  protocol::StreamScanner backend_scanner_;
+  std::size_t backend_need_ = 0;     // the backend's next read must have room for this much
+  std::uint32_t max_message_ = 0;    // max_message_size (config) for the scanners
   bool discard_until_sync_ = false;  // a refused extended-protocol batch is being skipped
   bool skip_body_ = false;           // the rest of a skipped message is still arriving
 
@@ -172,8 +200,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool writing_to_backend_ = false;
   bool woken_for_detach_ = false;  // relay() cancelled the backend read to hand the backend back
   bool backend_pump_running_ = false;
-  std::optional<asio::steady_timer> pump_done_;      // cancelled when the backend pump ends
-  std::optional<asio::steady_timer> idle_tx_timer_;  // idle_transaction_timeout
+  bool pump_writing_ = false;           // the pump's asynchronous write to the client is under way
+  bool backend_same_thread_ = false;    // the backend's socket is on this session's io_context
+  bool statement_timer_armed_ = false;  // (statement timeout backstop, below)
+  bool statement_cancel_sent_ = false;
+  bool statement_timed_out_ = false;  // the lease ends as TimedOut
+  // While end_relay() waits for the backend pump to stop: its timer, cancelled by the pump.
+  asio::steady_timer* pump_done_ = nullptr;
+  std::unique_ptr<asio::steady_timer> idle_tx_timer_;  // idle_transaction_timeout, once armed
   // Statement timeout backstop: a statement (Query or Sync sent, its ReadyForQuery not yet seen)
   // that runs past its bulkhead's statement_timeout plus the grace is cancelled; one that then
   // runs a further grace ends the session and its backend is closed.
@@ -181,13 +215,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::chrono::milliseconds statement_grace_{0};
   std::chrono::steady_clock::time_point statement_started_{};
   std::chrono::steady_clock::time_point statement_cancelled_at_{};
-  std::optional<asio::steady_timer> statement_timer_;
-  bool statement_timer_armed_ = false;
-  bool statement_cancel_sent_ = false;
-  bool statement_timed_out_ = false;                     // the lease ends as TimedOut
+  std::unique_ptr<asio::steady_timer> statement_timer_;  // once a statement was timed
   std::chrono::steady_clock::time_point attached_at_{};  // when backend_ was attached
   std::uint64_t idle_tx_generation_ = 0;                 // bumped on every disarm
-  std::optional<std::pair<std::string, std::string>> terminate_reason_;
+  std::unique_ptr<std::pair<std::string, std::string>> terminate_reason_;  // SQLSTATE, message
 };
 
 }  // namespace sluice

@@ -138,9 +138,10 @@ awaitable<void> Runtime::accept_loop(std::shared_ptr<Acceptor> acceptor) {
     clients_accepted.fetch_add(1, std::memory_order_relaxed);
     std::string peer = describe_peer(socket);
     auto session = std::make_shared<ClientSession>(*this, std::move(socket), std::move(peer));
+    // The completion handler holds the session while run() runs (no wrapping coroutine frame).
     asio::co_spawn(
-        target, [session]() -> awaitable<void> { co_await session->run(); },
-        log_exception("client_session"));
+        target, session->run(),
+        [session, log = log_exception("client_session")](std::exception_ptr e) { log(e); });
   }
 }
 

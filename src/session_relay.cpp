@@ -14,6 +14,8 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <array>
+#include <exception>
 
 namespace sluice {
 
@@ -94,9 +96,9 @@ BackendCredentials ClientSession::backend_credentials() const {
   // A user missing from auth_file logs in with the secret auth_query found for it, if any.
   const UserSecret* own = store->find(user_);
   from_secret(own != nullptr ? own : queried_secret_.get());
-  if (scram_client_key_ && scram_server_key_) {
-    c.scram_client_key = scram_client_key_;
-    c.scram_server_key = scram_server_key_;
+  if (scram_keys_) {
+    c.scram_client_key = scram_keys_->first;
+    c.scram_server_key = scram_keys_->second;
   }
   return c;
 }
@@ -116,6 +118,7 @@ awaitable<bool> ClientSession::login_attach() {
   bool can_login =
       creds.password || creds.md5_secret || (creds.scram_client_key && creds.scram_server_key);
   if (can_login) rt_.pools().learn_credentials(*pool_, creds);
+  scram_keys_.reset();  // the pool has them now; nothing else needs them
 
   if (tx_mode_) {
     // The pool knows what the server reports: welcome the client without a backend (its
@@ -207,6 +210,7 @@ awaitable<std::optional<ClientSession::Refusal>> ClientSession::acquire_backend(
     co_return Refusal{.sqlstate = err->sqlstate, .message = err->message, .detail = err->detail};
   }
   backend_ = std::move(std::get<std::shared_ptr<Backend>>(checked));
+  max_message_ = cfg->max_message_size;  // for the backend pump
   attached_at_ = std::chrono::steady_clock::now();
   backend_pid_.store(backend_->pid, std::memory_order_relaxed);
   set_state(ClientState::Active);
@@ -313,6 +317,12 @@ void ClientSession::refresh_params_key() {
   }
 }
 
+void ClientSession::set_terminate_reason(std::string_view sqlstate, std::string_view message) {
+  if (!terminate_reason_) {
+    terminate_reason_ = std::make_unique<std::pair<std::string, std::string>>(sqlstate, message);
+  }
+}
+
 void ClientSession::pin(pr::SessionFeature why) {
   if (!tx_mode_ || pinned_) return;
   pinned_ = true;
@@ -406,7 +416,9 @@ void ClientSession::arm_idle_transaction_timer() {
     timeout = db != nullptr ? db->idle_transaction_timeout : pool_->db.idle_transaction_timeout;
   }
   if (timeout.count() <= 0) return;
-  if (!idle_tx_timer_) idle_tx_timer_.emplace(client_.get_executor());
+  if (!idle_tx_timer_) {
+    idle_tx_timer_ = std::make_unique<asio::steady_timer>(client_.get_executor());
+  }
   idle_tx_timer_->expires_after(timeout);
   idle_tx_timer_->async_wait([self = shared_from_this(),
                               generation = idle_tx_generation_](error_code ec) {
@@ -433,7 +445,9 @@ void ClientSession::statement_started() {
 
 // One timer per session, re-armed lazily: a busy client does not touch it per statement.
 void ClientSession::arm_statement_timer(std::chrono::steady_clock::time_point at) {
-  if (!statement_timer_) statement_timer_.emplace(client_.get_executor());
+  if (!statement_timer_) {
+    statement_timer_ = std::make_unique<asio::steady_timer>(client_.get_executor());
+  }
   statement_timer_armed_ = true;
   statement_timer_->expires_at(at);
   statement_timer_->async_wait([self = shared_from_this()](error_code ec) {
@@ -478,22 +492,339 @@ void ClientSession::on_statement_timer() {
   terminate("57014", "canceling statement due to statement timeout");
 }
 
+// ---- per-thread scratch of a batch -----------------------------------------------------------
+
+struct ClientSession::ClientBatch {
+  // The output assembled from input bytes and rewritten messages.
+  struct Piece {
+    bool scratch = false;  // bytes of `scratch` (else of the input buffer)
+    std::size_t offset = 0;
+    std::size_t size = 0;
+  };
+  std::vector<Piece> pieces;
+  pr::Buffer scratch;
+  std::vector<asio::const_buffer> gather;
+  pr::Buffer client_out;  // Sluice's own answers to the client
+
+  bool reusable() const {
+    return scratch.capacity() <= kMaxKept && client_out.capacity() <= kMaxKept &&
+           pieces.capacity() <= kMaxKeptEntries && gather.capacity() <= kMaxKeptEntries;
+  }
+  void clear() {
+    pieces.clear();
+    scratch.clear();
+    gather.clear();
+    client_out.clear();
+  }
+  static constexpr std::size_t kMaxKept = 64 * 1024;
+  static constexpr std::size_t kMaxKeptEntries = 1024;
+};
+
+struct ClientSession::BackendBatch {
+  std::vector<asio::const_buffer> out;  // the gather list written to the client
+  // Rewritten messages (a vector: moving a Buffer keeps its bytes in place).
+  std::vector<pr::Buffer> replacements;
+  std::vector<std::string> not_prepared;
+  std::vector<std::string> not_defined;
+
+  bool reusable() const {
+    return out.capacity() <= ClientBatch::kMaxKeptEntries &&
+           replacements.capacity() <= ClientBatch::kMaxKeptEntries;
+  }
+  void clear() {
+    out.clear();
+    replacements.clear();
+    not_prepared.clear();
+    not_defined.clear();
+  }
+};
+
+namespace {
+
+// A few batches per thread are kept for reuse: a batch starts and ends within one relay step, so
+// a thread needs about as many as it has sessions in the middle of one (e.g. waiting in a queue).
+template <typename T>
+struct FreeList {
+  static constexpr std::size_t kMax = 32;
+  std::array<T*, kMax> items{};
+  std::size_t size = 0;
+  bool closed = false;  // the thread is ending: no more caching
+};
+
+template <typename T>
+thread_local FreeList<T> t_free_list{};
+
+// Frees a thread's cached batches when the thread ends.
+template <typename T>
+struct FreeListCloser {
+  FreeListCloser() = default;
+  FreeListCloser(const FreeListCloser&) = delete;
+  FreeListCloser& operator=(const FreeListCloser&) = delete;
+  ~FreeListCloser() {
+    FreeList<T>& list = t_free_list<T>;
+    while (list.size > 0) delete list.items[--list.size];
+    list.closed = true;
+  }
+};
+
+template <typename T>
+void register_closer() {
+  thread_local FreeListCloser<T> closer;
+  (void)closer;
+}
+
+template <typename T>
+T* take_batch() {
+  FreeList<T>& list = t_free_list<T>;
+  if (list.size > 0) return list.items[--list.size];
+  register_closer<T>();
+  return new T;
+}
+
+template <typename T>
+void give_batch(T* batch) {
+  FreeList<T>& list = t_free_list<T>;
+  if (list.closed || list.size == FreeList<T>::kMax || !batch->reusable()) {
+    delete batch;
+    return;
+  }
+  if (list.size == 0) register_closer<T>();
+  batch->clear();
+  list.items[list.size++] = batch;
+}
+
+}  // namespace
+
+void ClientSession::BatchReturn::operator()(ClientBatch* b) const { give_batch(b); }
+void ClientSession::BatchReturn::operator()(BackendBatch* b) const { give_batch(b); }
+
+// ---- backend to client -----------------------------------------------------------------------
+
+// The pump: completion handlers bound to the session's executor (the backend's socket may belong
+// to another thread's io_context), each holding the session. It starts when a backend is attached
+// and stops when it is handed back (the client's transaction is over) or the session cannot go on.
 void ClientSession::start_backend_pump() {
   backend_pump_running_ = true;
   woken_for_detach_ = false;
-  pump_done_->expires_at(asio::steady_timer::time_point::max());
-  asio::co_spawn(client_.get_executor(), backend_to_client(),
-                 [self = shared_from_this()](std::exception_ptr e) {
-                   if (e) {
-                     log::session().error("session_exception session={} where=backend_to_client",
-                                          self->key_pid_);
-                     self->backend_failed_ = true;
-                     error_code ignored;
-                     self->client_.cancel(ignored);
-                   }
-                   self->backend_pump_running_ = false;
-                   self->pump_done_->cancel();
-                 });
+  backend_need_ = 0;
+  backend_scanner_ = pr::StreamScanner(pr::Direction::Backend, max_message_,
+                                       tx_mode_ ? kBackendInspectTransaction : kBackendInspect);
+  // A backend of another thread's io_context completes there: its handlers are then bound to
+  // this session's executor.
+  backend_same_thread_ = backend_->socket.get_executor() == client_.get_executor();
+  read_backend();
+}
+
+void ClientSession::read_backend() {
+  if (pump_done_ != nullptr) {
+    // The relay has ended and waits for the pump (end_relay()): no further read.
+    end_backend_pump(asio::error::operation_aborted, false);
+    return;
+  }
+  ReadBuffer& in = backend_->buf;
+  in.reserve_tail(std::max(kRelayChunk, backend_need_));
+  backend_need_ = 0;
+  auto on_read = [self = shared_from_this()](error_code ec, std::size_t n) {
+    self->on_backend_read(ec, n);
+  };
+  if (backend_same_thread_) {
+    backend_->socket.async_read_some(in.tail(), std::move(on_read));
+  } else {
+    backend_->socket.async_read_some(
+        in.tail(), asio::bind_executor(client_.get_executor(), std::move(on_read)));
+  }
+}
+
+void ClientSession::on_backend_read(error_code ec, std::size_t n) {
+  try {
+    if (ec == asio::error::operation_aborted && woken_for_detach_) {
+      // Woken by relay() after its write (see there). By now relay() may have sent the client's
+      // next message to this backend: then there is nothing to hand back; read on.
+      woken_for_detach_ = false;
+      if (can_detach()) {
+        detach_backend();
+        backend_pump_stopped();
+        return;
+      }
+      read_backend();
+      return;
+    }
+    if (ec) {
+      end_backend_pump(ec, false);
+      return;
+    }
+    backend_->buf.commit(n);
+    if (forward_backend_batch()) read_backend();
+  } catch (...) {
+    backend_pump_failed();
+  }
+}
+
+void ClientSession::backend_pump_failed() {
+  log::session().error("session_exception session={} where=backend_to_client", key_pid_);
+  backend_batch_.reset();
+  backend_failed_ = true;
+  error_code ignored;
+  client_.cancel(ignored);
+  backend_pump_stopped();
+}
+
+// Forwards what the backend sent (one read's worth). Returns true when the pump reads on at once;
+// false when it stopped, or when a write to the client is still under way (its completion goes
+// on).
+bool ClientSession::forward_backend_batch() {
+  Backend& b = *backend_;
+  pr::StreamScanner& scanner = backend_scanner_;
+  backend_batch_.reset(take_batch<BackendBatch>());
+  BackendBatch& batch = *backend_batch_;
+  std::vector<asio::const_buffer>& out = batch.out;
+  pr::ByteView view = b.buf.view();
+  std::size_t fwd = 0;
+  std::size_t run_start = 0;
+  bool framing_lost = false;
+  for (;;) {
+    // A run of streamed messages (a result's DataRows) is one step.
+    pr::ScanStep step = scanner.next_run(view.subspan(fwd));
+    if (step.kind == pr::ScanStep::Kind::NeedMore) {
+      backend_need_ = step.frame.size();  // see relay(): grow only after consuming
+      break;
+    }
+    if (step.kind == pr::ScanStep::Kind::Error) {
+      log::session().error("backend_protocol_error session={} error={}", key_pid_,
+                           pr::to_string(step.error));
+      framing_lost = true;
+      break;
+    }
+    if (step.kind == pr::ScanStep::Kind::Message) {
+      pr::ByteView msg = view.subspan(fwd, step.n);
+      const char type = step.frame.type;
+      if (type == pr::be::kReadyForQuery) {
+        b.tx = pr::read_ready_for_query(msg).value_or(pr::TxStatus::Failed);
+        const auto now = std::chrono::steady_clock::now();
+        const auto took = now - statement_started_;
+        pool_->traffic.queries.fetch_add(1, std::memory_order_relaxed);
+        pool_->traffic.query_ns.fetch_add(
+            static_cast<std::uint64_t>(std::chrono::nanoseconds(took).count()),
+            std::memory_order_relaxed);
+        if (series_ != nullptr) series_->observe_query(took);
+        if (pending_syncs_ > 0 && --pending_syncs_ > 0) statement_started();
+        if (!tx_mode_ && b.tx == pr::TxStatus::Idle) {
+          pool_->traffic.transactions.fetch_add(1, std::memory_order_relaxed);
+        }
+      } else if (type == pr::be::kParameterStatus) {
+        if (auto p = pr::read_parameter_status(msg)) {
+          b.reported[std::string(p->name)] = std::string(p->value);
+          if (is_settable(p->name)) {
+            // The client and its backend change together: they stay in line.
+            set_param(client_params_, p->name, p->value);
+            refresh_params_key();
+            b.synced_params_key = params_key_;
+          }
+        }
+      }
+      if (tx_mode_) {
+        batch.not_prepared.clear();
+        batch.not_defined.clear();
+        auto edit = edits_.on_backend_message(type, batch.not_prepared, batch.not_defined);
+        for (const auto& name : batch.not_prepared) b.statements.erase(name);
+        for (const auto& name : batch.not_defined) statements_.forget(name);
+        if (type == pr::be::kErrorResponse) {
+          if (auto renamed = rename_statements_in_error(msg)) {
+            // The client must read its own statement names, not Sluice's backend names.
+            if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
+            batch.replacements.push_back(std::move(*renamed));
+            out.emplace_back(asio::buffer(batch.replacements.back()));
+            run_start = fwd + step.n;
+          }
+        }
+        if (edit == pr::ResponseEdits::Edit::Drop) {
+          if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
+          run_start = fwd + step.n;
+        } else if (edit == pr::ResponseEdits::Edit::AsParseComplete) {
+          // Our own buffer: retype CloseComplete into ParseComplete in place.
+          *const_cast<std::byte*>(msg.data()) = static_cast<std::byte>(pr::be::kParseComplete);
+        }
+      }
+    }
+    fwd += step.n;
+  }
+  if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
+  error_code ec;
+  if (!out.empty()) {
+    const std::size_t total = asio::buffer_size(out);
+    pool_->traffic.bytes_out.fetch_add(total, std::memory_order_relaxed);
+    // A non-blocking send first; the rest (rare: a full socket buffer) asynchronously.
+    const std::size_t sent = send_now(client_, out, ec);
+    if (!ec || ec == asio::error::would_block) {
+      ec.clear();
+      if (sent < total) {
+        drop_front(out, sent);
+        pump_writing_ = true;
+        asio::async_write(
+            client_, out,
+            [self = shared_from_this(), fwd, framing_lost](error_code e, std::size_t) {
+              self->pump_writing_ = false;
+              try {
+                if (self->finish_backend_batch(fwd, framing_lost, e)) {
+                  self->read_backend();
+                }
+              } catch (...) {
+                self->backend_pump_failed();
+              }
+            });
+        return false;
+      }
+    }
+  }
+  return finish_backend_batch(fwd, framing_lost, ec);
+}
+
+// After the batch's `fwd` bytes were written to the client (or failed to be: `write_ec`).
+bool ClientSession::finish_backend_batch(std::size_t fwd, bool framing_lost, error_code write_ec) {
+  backend_batch_.reset();
+  Backend& b = *backend_;
+  b.buf.consume(fwd);
+  if (write_ec) {
+    end_backend_pump(write_ec, true);  // the client is gone
+    return false;
+  }
+  backend_mid_message_ = backend_scanner_.in_body() || !b.buf.empty();
+  if (framing_lost) {
+    backend_failed_ = true;
+    end_backend_pump({}, false);
+    return false;
+  }
+  if (can_detach()) {
+    detach_backend();  // `b` is no longer ours: do not touch it
+    backend_pump_stopped();
+    return false;
+  }
+  if (b.tx != pr::TxStatus::Idle && pending_syncs_ == 0 && !unsynced_extended_ &&
+      !writing_to_backend_ && !backend_mid_message_) {
+    arm_idle_transaction_timer();
+  }
+  return true;
+}
+
+// The pump stops with the backend still attached: an error on either side, or the relay's end.
+void ClientSession::end_backend_pump(error_code ec, bool client_gone) {
+  backend_batch_.reset();
+  backend_mid_message_ =
+      backend_mid_message_ || backend_scanner_.in_body() || !backend_->buf.empty();
+  if (ec && ec != asio::error::operation_aborted && !client_gone) {
+    backend_failed_ = true;  // EOF or reset: the server ended the connection
+  }
+  if (backend_failed_ || client_gone) {
+    // Wake the relay: the session cannot go on.
+    error_code ignored;
+    client_.cancel(ignored);
+  }
+  backend_pump_stopped();
+}
+
+void ClientSession::backend_pump_stopped() {
+  backend_pump_running_ = false;
+  if (pump_done_ != nullptr) pump_done_->cancel();
 }
 
 void ClientSession::skip_client_message(const pr::ScanStep& step, std::size_t at,
@@ -504,16 +835,20 @@ void ClientSession::skip_client_message(const pr::ScanStep& step, std::size_t at
 }
 
 void ClientSession::add_input_piece(std::size_t from, std::size_t to) {
-  if (to > from) pieces_.push_back(Piece{.scratch = false, .offset = from, .size = to - from});
+  if (to > from) {
+    client_batch_->pieces.push_back(
+        ClientBatch::Piece{.scratch = false, .offset = from, .size = to - from});
+  }
 }
 
 const std::vector<asio::const_buffer>& ClientSession::gather(pr::ByteView input) {
-  gather_.clear();
-  for (const Piece& p : pieces_) {
-    const std::byte* base = p.scratch ? scratch_.data() : input.data();
-    gather_.emplace_back(base + p.offset, p.size);
+  ClientBatch& batch = *client_batch_;
+  batch.gather.clear();
+  for (const ClientBatch::Piece& p : batch.pieces) {
+    const std::byte* base = p.scratch ? batch.scratch.data() : input.data();
+    batch.gather.emplace_back(base + p.offset, p.size);
   }
-  return gather_;
+  return batch.gather;
 }
 
 // Transaction pooling: Parse, Bind, Describe, Close and DEALLOCATE are rewritten for the attached
@@ -521,15 +856,18 @@ const std::vector<asio::const_buffer>& ClientSession::gather(pr::ByteView input)
 // the message at `at` and moves `run_start` past it when it was replaced.
 bool ClientSession::rewrite_client_message(pr::ByteView view, const pr::ScanStep& step,
                                            std::size_t at, std::size_t& run_start) {
+  ClientBatch& batch = *client_batch_;
   const char type = step.frame.type;
-  const std::size_t before = scratch_.size();
+  const std::size_t before = batch.scratch.size();
   pr::StatementMapper::Outcome outcome;
   std::size_t replaced = step.n;
   if (step.kind == pr::ScanStep::Kind::Message) {
-    outcome = statements_.rewrite(view.subspan(at, step.n), backend_->statements, edits_, scratch_);
+    outcome =
+        statements_.rewrite(view.subspan(at, step.n), backend_->statements, edits_, batch.scratch);
   } else if (type == pr::fe::kBind) {
-    outcome = statements_.rewrite_bind_prefix(view.subspan(at, step.n), step.frame.length,
-                                              backend_->statements, edits_, scratch_, replaced);
+    outcome =
+        statements_.rewrite_bind_prefix(view.subspan(at, step.n), step.frame.length,
+                                        backend_->statements, edits_, batch.scratch, replaced);
   } else if (type == pr::fe::kParse) {
     // Too long to buffer whole: an unnamed Parse still needs its response accounted for; a
     // named one cannot be rewritten.
@@ -545,31 +883,192 @@ bool ClientSession::rewrite_client_message(pr::ByteView view, const pr::ScanStep
   if (outcome == pr::StatementMapper::Outcome::Malformed) return false;
   if (outcome == pr::StatementMapper::Outcome::Rewritten) {
     add_input_piece(run_start, at);
-    pieces_.push_back(Piece{.scratch = true, .offset = before, .size = scratch_.size() - before});
+    batch.pieces.push_back(ClientBatch::Piece{
+        .scratch = true, .offset = before, .size = batch.scratch.size() - before});
     run_start = at + replaced;
   }
   return true;
 }
 
-awaitable<void> ClientSession::relay() {
-  auto cfg = rt_.config();
-  pump_done_.emplace(client_.get_executor());
-  in_.release_memory();  // the small login-phase buffer; the relay takes a recycled one
-  if (backend_) start_backend_pump();
-  pr::StreamScanner scanner(pr::Direction::Frontend, cfg->max_message_size,
-                            tx_mode_ ? kClientInspectTransaction : kClientInspectSession,
-                            tx_mode_ ? kInspectMaxTransaction : kInspectMax,
-                            tx_mode_ ? kMinPrefix : 0);
+// ---- client to backend -----------------------------------------------------------------------
+
+namespace {
+
+// Allocates exactly what is asked for. Asio would otherwise give the operation the block its
+// per-thread cache last held if that is large enough (an accepted connection's, for one), which a
+// parked client would keep for as long as it stays idle.
+template <typename T>
+struct ExactAllocator {
+  using value_type = T;
+  ExactAllocator() = default;
+  template <typename U>
+  ExactAllocator(const ExactAllocator<U>&) noexcept {}  // NOLINT: rebinding is implicit
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p); }
+  template <typename U>
+  bool operator==(const ExactAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+
+}  // namespace
+
+// The completion handler of a parked client's wait: it holds the session.
+struct ClientSession::ParkedWait {
+  std::shared_ptr<ClientSession> self;
+  using allocator_type = ExactAllocator<void>;
+  allocator_type get_allocator() const noexcept { return {}; }
+  void operator()(error_code ec) const { self->resume(ec); }
+};
+
+// A transaction-pooling client that has waited a sweep period for its next bytes waits for them
+// without a coroutine: this wait's handler holds the session and starts relay() again.
+void ClientSession::park() {
+  client_.async_wait(Socket::wait_read, ParkedWait{shared_from_this()});
+}
+
+void ClientSession::resume(error_code ec) {
+  try {
+    asio::co_spawn(client_.get_executor(), relay(true, ec),
+                   [self = shared_from_this()](std::exception_ptr e) {
+                     if (e) self->relay_failed(e);
+                   });
+  } catch (...) {
+    relay_failed(std::current_exception());
+  }
+}
+
+namespace {
+
+// How long a transaction-pooling client waits in relay() before it parks: one to two periods. A
+// client between the statements of a busy application resumes its waiting relay() (cheap); one
+// that stays idle gives its coroutine frames back (a resumption from the parked state costs a
+// co_spawn: about 2,800 instructions and 4 allocations, measured with bench/profile/relay.sh).
+constexpr std::chrono::milliseconds kParkAfter{100};
+
+struct IdleClients {
+  std::vector<ClientSession*> sessions;  // waiting in relay() for their client
+  bool sweeping = false;                 // the sweep timer is running
+};
+
+thread_local IdleClients t_idle;
+
+}  // namespace
+
+void ClientSession::list_idle() {
+  IdleClients& idle = t_idle;
+  idle_index_ = static_cast<std::uint32_t>(idle.sessions.size());
+  idle.sessions.push_back(this);
+  idle_listed_ = true;
+  idle_seen_ = false;
+  if (!idle.sweeping) {
+    idle.sweeping = true;
+    sweep_idle(std::make_shared<asio::steady_timer>(client_.get_executor()));
+  }
+}
+
+void ClientSession::unlist_idle() {
+  if (!idle_listed_) return;
+  idle_listed_ = false;
+  std::vector<ClientSession*>& list = t_idle.sessions;
+  // Only this thread's list holds it (a session is listed and unlisted on its own thread).
+  if (idle_index_ >= list.size() || list[idle_index_] != this) return;
+  ClientSession* last = list.back();
+  list[idle_index_] = last;
+  last->idle_index_ = idle_index_;
+  list.pop_back();
+}
+
+// Every kParkAfter while clients wait: those seen waiting by the previous sweep are woken to park
+// (their wait is cancelled with park_requested_ set; relay() then parks). The timer belongs to the
+// sweep's handler and stops when no client waits.
+void ClientSession::sweep_idle(std::shared_ptr<asio::steady_timer> timer) {
+  timer->expires_after(kParkAfter);
+  timer->async_wait([timer](error_code ec) mutable {
+    IdleClients& idle = t_idle;
+    if (ec) {
+      idle.sweeping = false;
+      return;
+    }
+    // Backwards: unlisting moves the last entry (already visited) into the current place.
+    for (std::size_t i = idle.sessions.size(); i-- > 0;) {
+      ClientSession* s = idle.sessions[i];
+      if (!s->idle_seen_) {
+        s->idle_seen_ = true;
+        continue;
+      }
+      if (s->pump_writing_) continue;  // a cancel would abort that write too
+      s->unlist_idle();
+      s->park_requested_ = true;
+      error_code ignored;
+      s->client_.cancel(ignored);
+    }
+    if (idle.sessions.empty()) {
+      idle.sweeping = false;
+      return;
+    }
+    sweep_idle(std::move(timer));
+  });
+}
+
+// An exception escaped the relay: the session is over (what it holds is released with it).
+void ClientSession::relay_failed(std::exception_ptr e) {
+  rt_.metrics().count_escaped_exception();
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    log::main().error("escaped_exception where=client_session what=\"{}\"", ex.what());
+  } catch (...) {
+    log::main().error("escaped_exception where=client_session what=unknown");
+  }
+  error_code ignored;
+  client_.close(ignored);
+}
+
+// `resumed`: started by a parked wait's completion (`wake`, its result), else by run() after login.
+awaitable<void> ClientSession::relay(bool resumed, error_code wake) {
+  if (!resumed) {
+    max_message_ = rt_.config()->max_message_size;
+    in_.release_memory();  // the small login-phase buffer; the relay takes a recycled one
+    client_scanner_ = pr::StreamScanner(
+        pr::Direction::Frontend, max_message_,
+        tx_mode_ ? kClientInspectTransaction : kClientInspectSession,
+        tx_mode_ ? kInspectMaxTransaction : kInspectMax, tx_mode_ ? kMinPrefix : 0);
+    if (backend_) start_backend_pump();
+  } else if (wake) {
+    co_await end_relay();  // cancelled (terminate(), the pump's failure) or a socket error
+    co_return;
+  }
+  pr::StreamScanner& scanner = client_scanner_;
   error_code ec;
+  bool readable = resumed;  // a parked wait has just seen the client readable
+  // A client that has just logged in parks at once: its login's coroutine frames (run()) are the
+  // largest, and an application often opens connections well before it uses them.
+  bool park_now = !resumed && tx_mode_;
   std::size_t need = 0;  // size of a message whose start is buffered and that must be whole
   for (;;) {
-    if (in_.empty()) {
+    // The session is to end (terminate(): its cancel may have found the relay busy rather than
+    // waiting) or cannot go on (the pump's failure).
+    if (terminate_reason_ || backend_failed_) break;
+    if (!readable && in_.empty()) {
       // Nothing buffered: wait for the client without holding a buffer, then read what is there
       // without another trip through the reactor (bench/PROFILE.md, C1).
       in_.release_memory();
+      if (std::exchange(park_now, false) && !backend_) {
+        park();
+        co_return;
+      }
+      if (tx_mode_) list_idle();  // for the sweep: parks after kParkAfter
       co_await client_.async_wait(Socket::wait_read, ec_token(ec));
+      unlist_idle();
+      if (std::exchange(park_requested_, false) && ec == asio::error::operation_aborted &&
+          !terminate_reason_ && !backend_failed_) {
+        park();
+        co_return;
+      }
       if (ec) break;
     }
+    readable = false;
     in_.reserve_tail(std::max(kRelayChunk, need));
     need = 0;
     std::size_t n = receive_now(client_, in_, ec);
@@ -582,11 +1081,10 @@ awaitable<void> ClientSession::relay() {
     }
     pool_->traffic.bytes_in.fetch_add(n, std::memory_order_relaxed);
     disarm_idle_transaction_timer();
+    client_batch_.reset(take_batch<ClientBatch>());
     pr::ByteView view = in_.view();
-    pieces_.clear();
-    scratch_.clear();
     std::size_t fwd = 0;        // bytes of `view` dealt with
-    std::size_t run_start = 0;  // start of the input bytes not yet added to pieces_
+    std::size_t run_start = 0;  // start of the input bytes not yet added to the batch's pieces
     bool stop = false;
     bool framing_lost = false;
     while (!stop) {
@@ -601,7 +1099,7 @@ awaitable<void> ClientSession::relay() {
         log::session().info("client_protocol_error session={} error={}", key_pid_,
                             pr::to_string(step.error));
         rt_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-        if (!terminate_reason_) terminate_reason_.emplace("08P01", "invalid message framing");
+        set_terminate_reason("08P01", "invalid message framing");
         framing_lost = true;
         break;
       }
@@ -626,7 +1124,7 @@ awaitable<void> ClientSession::relay() {
         skip_client_message(step, fwd, run_start, scanner.in_body());
         if (type == pr::fe::kSync) {
           discard_until_sync_ = false;
-          pr::build_ready_for_query(client_out_, pr::TxStatus::Idle);
+          pr::build_ready_for_query(client_batch_->client_out, pr::TxStatus::Idle);
         }
         fwd += step.n;
         continue;
@@ -644,14 +1142,15 @@ awaitable<void> ClientSession::relay() {
           // Query or FunctionCall, at the next Sync for the extended protocol).
           log::session().info("transaction_refused session={} sqlstate={} reason=\"{}\"", key_pid_,
                               refusal->sqlstate, refusal->message);
-          pr::build_error_response(client_out_, pr::ErrorInfo{.severity = pr::Severity::Error,
-                                                              .sqlstate = refusal->sqlstate,
-                                                              .message = refusal->message,
-                                                              .detail = refusal->detail,
-                                                              .hint = refusal->hint});
+          pr::Buffer& answer = client_batch_->client_out;
+          pr::build_error_response(answer, pr::ErrorInfo{.severity = pr::Severity::Error,
+                                                         .sqlstate = refusal->sqlstate,
+                                                         .message = refusal->message,
+                                                         .detail = refusal->detail,
+                                                         .hint = refusal->hint});
           skip_client_message(step, fwd, run_start, scanner.in_body());
           if (type == pr::fe::kQuery || type == pr::fe::kFunctionCall) {
-            pr::build_ready_for_query(client_out_, pr::TxStatus::Idle);
+            pr::build_ready_for_query(answer, pr::TxStatus::Idle);
           } else {
             discard_until_sync_ = true;
           }
@@ -662,7 +1161,7 @@ awaitable<void> ClientSession::relay() {
       }
       inspect_client_message(view.subspan(fwd, step.n), step.kind == pr::ScanStep::Kind::Message);
       if (tx_mode_ && !rewrite_client_message(view, step, fwd, run_start)) {
-        if (!terminate_reason_) terminate_reason_.emplace("08P01", "invalid message format");
+        set_terminate_reason("08P01", "invalid message format");
         framing_lost = true;
         break;
       }
@@ -672,24 +1171,24 @@ awaitable<void> ClientSession::relay() {
     add_input_piece(run_start, fwd);
     // Bytes of a message are forwarded but not all of it: the backend is waiting for the rest.
     client_mid_message_ = framing_lost || (scanner.in_body() && !skip_body_);
-    if (!client_out_.empty()) {
+    if (!client_batch_->client_out.empty()) {
       // Sluice's own answers (refusals, a Sync without a backend) precede anything the backend
       // will say about later messages of this batch, which it has not been sent yet.
-      co_await asio::async_write(client_, asio::buffer(client_out_), ec_token(ec));
-      client_out_.clear();
+      co_await asio::async_write(client_, asio::buffer(client_batch_->client_out), ec_token(ec));
       if (ec) break;
     }
-    if (!pieces_.empty() && backend_) {
+    if (!client_batch_->pieces.empty() && backend_) {
       writing_to_backend_ = true;
       // A non-blocking send first; the rest (rare: a full socket buffer) asynchronously.
+      std::vector<asio::const_buffer>& out = client_batch_->gather;
       gather(view);
-      const std::size_t total = asio::buffer_size(gather_);
-      const std::size_t sent = send_now(backend_->socket, gather_, ec);
+      const std::size_t total = asio::buffer_size(out);
+      const std::size_t sent = send_now(backend_->socket, out, ec);
       if (!ec || ec == asio::error::would_block) {
         ec.clear();
         if (sent < total) {
-          drop_front(gather_, sent);
-          co_await asio::async_write(backend_->socket, gather_, ec_token(ec));
+          drop_front(out, sent);
+          co_await asio::async_write(backend_->socket, out, ec_token(ec));
         }
       }
       writing_to_backend_ = false;
@@ -706,164 +1205,31 @@ awaitable<void> ClientSession::relay() {
       }
     }
     in_.consume(fwd);
+    client_batch_.reset();
     if (stop || framing_lost || client_terminated_ || backend_failed_) break;
-    if (!backend_ && in_.empty()) in_.release_memory();
   }
-  client_mid_message_ =
-      client_mid_message_ || scanner.in_body() || (!client_terminated_ && !in_.empty());
-  if (backend_pump_running_) {
-    // The client is done (Terminate, EOF or error): stop reading from the backend and wait for
-    // the pump to notice. This cancel is not a hand-back wake-up (a stale one would make the pump
-    // read on).
-    woken_for_detach_ = false;
-    if (backend_) backend_->socket.cancel(ec);
-    co_await pump_done_->async_wait(ec_token(ec));
-  }
+  co_await end_relay();
 }
 
-awaitable<void> ClientSession::backend_to_client() {
-  const std::uint32_t max_message = rt_.config()->max_message_size;
-  pr::StreamScanner scanner(pr::Direction::Backend, max_message,
-                            tx_mode_ ? kBackendInspectTransaction : kBackendInspect);
-  Backend& b = *backend_;
-  ReadBuffer& in = b.buf;
-  error_code ec;
-  bool client_gone = false;
-  std::size_t need = 0;
-  std::vector<asio::const_buffer>& out = backend_out_;  // reused across transactions
-  std::vector<std::string> not_prepared;
-  std::vector<std::string> not_defined;
-  for (;;) {
-    in.reserve_tail(std::max(kRelayChunk, need));
-    need = 0;
-    std::size_t n = co_await b.socket.async_read_some(in.tail(), ec_token(ec));
-    if (ec == asio::error::operation_aborted && woken_for_detach_) {
-      // Woken by relay() after its write (see there). By now relay() may have sent the client's
-      // next message to this backend: then there is nothing to hand back; read on.
-      woken_for_detach_ = false;
-      if (can_detach()) {
-        detach_backend();
-        co_return;
-      }
-      ec.clear();
-      continue;
-    }
-    if (ec) break;
-    in.commit(n);
-    pr::ByteView view = in.view();
-    std::size_t fwd = 0;
-    std::size_t run_start = 0;
-    out.clear();
-    bool framing_lost = false;
-    for (;;) {
-      pr::ScanStep step = scanner.next(view.subspan(fwd));
-      if (step.kind == pr::ScanStep::Kind::NeedMore) {
-        need = step.frame.size();  // see relay(): grow only after consuming
-        break;
-      }
-      if (step.kind == pr::ScanStep::Kind::Error) {
-        log::session().error("backend_protocol_error session={} error={}", key_pid_,
-                             pr::to_string(step.error));
-        framing_lost = true;
-        break;
-      }
-      if (step.kind == pr::ScanStep::Kind::Message) {
-        pr::ByteView msg = view.subspan(fwd, step.n);
-        const char type = step.frame.type;
-        if (type == pr::be::kReadyForQuery) {
-          b.tx = pr::read_ready_for_query(msg).value_or(pr::TxStatus::Failed);
-          const auto now = std::chrono::steady_clock::now();
-          const auto took = now - statement_started_;
-          pool_->traffic.queries.fetch_add(1, std::memory_order_relaxed);
-          pool_->traffic.query_ns.fetch_add(
-              static_cast<std::uint64_t>(std::chrono::nanoseconds(took).count()),
-              std::memory_order_relaxed);
-          if (series_ != nullptr) series_->observe_query(took);
-          if (pending_syncs_ > 0 && --pending_syncs_ > 0) statement_started();
-          if (!tx_mode_ && b.tx == pr::TxStatus::Idle) {
-            pool_->traffic.transactions.fetch_add(1, std::memory_order_relaxed);
-          }
-        } else if (type == pr::be::kParameterStatus) {
-          if (auto p = pr::read_parameter_status(msg)) {
-            b.reported[std::string(p->name)] = std::string(p->value);
-            if (is_settable(p->name)) {
-              // The client and its backend change together: they stay in line.
-              set_param(client_params_, p->name, p->value);
-              refresh_params_key();
-              b.synced_params_key = params_key_;
-            }
-          }
-        }
-        if (tx_mode_) {
-          not_prepared.clear();
-          not_defined.clear();
-          auto edit = edits_.on_backend_message(type, not_prepared, not_defined);
-          for (const auto& name : not_prepared) b.statements.erase(name);
-          for (const auto& name : not_defined) statements_.forget(name);
-          if (type == pr::be::kErrorResponse) {
-            if (auto renamed = rename_statements_in_error(msg)) {
-              // The client must read its own statement names, not Sluice's backend names.
-              if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
-              backend_replacements_.push_back(std::move(*renamed));
-              out.emplace_back(asio::buffer(backend_replacements_.back()));
-              run_start = fwd + step.n;
-            }
-          }
-          if (edit == pr::ResponseEdits::Edit::Drop) {
-            if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
-            run_start = fwd + step.n;
-          } else if (edit == pr::ResponseEdits::Edit::AsParseComplete) {
-            // Our own buffer: retype CloseComplete into ParseComplete in place.
-            *const_cast<std::byte*>(msg.data()) = static_cast<std::byte>(pr::be::kParseComplete);
-          }
-        }
-      }
-      fwd += step.n;
-    }
-    if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
-    if (!out.empty()) {
-      pool_->traffic.bytes_out.fetch_add(asio::buffer_size(out), std::memory_order_relaxed);
-      // A non-blocking send first; the rest (rare: a full socket buffer) asynchronously.
-      const std::size_t total = asio::buffer_size(out);
-      const std::size_t sent = send_now(client_, out, ec);
-      if (!ec || ec == asio::error::would_block) {
-        ec.clear();
-        if (sent < total) {
-          drop_front(out, sent);
-          co_await asio::async_write(client_, out, ec_token(ec));
-        }
-      }
-      backend_replacements_.clear();
-      if (ec) {
-        client_gone = true;
-        in.consume(fwd);
-        break;
-      }
-    }
-    in.consume(fwd);
-    backend_mid_message_ = scanner.in_body() || !in.empty();
-    if (framing_lost) {
-      backend_failed_ = true;
-      break;
-    }
-    if (can_detach()) {
-      detach_backend();  // `b` is no longer ours: return without touching it
-      co_return;
-    }
-    if (b.tx != pr::TxStatus::Idle && pending_syncs_ == 0 && !unsynced_extended_ &&
-        !writing_to_backend_ && !backend_mid_message_) {
-      arm_idle_transaction_timer();
-    }
+// The client is done (Terminate, EOF or error) or the session cannot go on: stops the backend
+// pump and cleans up.
+awaitable<void> ClientSession::end_relay() {
+  client_batch_.reset();
+  client_mid_message_ =
+      client_mid_message_ || client_scanner_.in_body() || (!client_terminated_ && !in_.empty());
+  if (backend_pump_running_) {
+    // Stop reading from the backend and wait for the pump to notice. This cancel is not a
+    // hand-back wake-up (a stale one would make the pump read on).
+    asio::steady_timer done(client_.get_executor(), asio::steady_timer::time_point::max());
+    pump_done_ = &done;
+    woken_for_detach_ = false;
+    error_code ec;
+    if (backend_) backend_->socket.cancel(ec);
+    while (backend_pump_running_) co_await done.async_wait(ec_token(ec));
+    pump_done_ = nullptr;
   }
-  backend_mid_message_ = backend_mid_message_ || scanner.in_body() || !in.empty();
-  if (ec && ec != asio::error::operation_aborted && !client_gone) {
-    backend_failed_ = true;  // EOF or reset: the server ended the connection
-  }
-  if (backend_failed_ || client_gone) {
-    // Wake the client pump: the session cannot go on.
-    error_code ignored;
-    client_.cancel(ignored);
-  }
+  co_await cleanup();
+  log::session().debug("session_ended session={}", key_pid_);
 }
 
 // ---- 6. cleanup ------------------------------------------------------------------------------
