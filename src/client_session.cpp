@@ -183,6 +183,7 @@ awaitable<void> ClientSession::run() {
     // no longer changes from here on.
     auto [pid, secret] = rt_.cancels().add(weak_from_this());
     key_pid_ = pid;
+    cancel_slot_ = rt_.cancels().slot(pid);
     key_secret_ = secret;
     if (!co_await authenticate()) co_return;
   }

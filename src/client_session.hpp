@@ -19,6 +19,7 @@
 #include "protocol/stream_scanner.hpp"
 #include "src/asio_prelude.hpp"
 #include "src/backend.hpp"
+#include "src/cancel_registry.hpp"
 #include "src/pool_manager.hpp"
 #include "src/snapshot.hpp"
 #include "src/wire.hpp"
@@ -139,6 +140,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   ReadBuffer in_;                               // client bytes (startup phase and relay)
   std::uint32_t key_pid_ = 0;
   std::uint32_t key_secret_ = 0;
+  CancelRegistry::Slot* cancel_slot_ = nullptr;  // key_pid_'s, until ~ClientSession
   bool counted_ = false;
   bool tx_mode_ = false;          // transaction pooling for this client's database
   bool pinned_ = false;           // uses session state: keeps its backend until it leaves

@@ -69,6 +69,7 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::shared_ptr<cons
       auth_(std::move(auth)),
       metrics_(std::make_unique<Metrics>(*config_)),
       pools_(std::make_unique<PoolManager>(*config_)) {
+  publish_config(config_);  // config() readers may cache it from now on
   pools_->set_metrics(*metrics_);
   g_metrics = metrics_.get();
   std::size_t threads = config_->threads;

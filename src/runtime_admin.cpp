@@ -119,7 +119,7 @@ std::optional<AdminError> Runtime::apply(std::shared_ptr<const config::Config> n
     return error("22023", why);
   }
   log::set_level(next->log_level);
-  std::atomic_store(&config_, std::move(next));
+  publish_config(std::move(next));
   if (auth) std::atomic_store(&auth_, std::move(auth));
   return std::nullopt;
 }

@@ -173,43 +173,56 @@ awaitable<std::optional<ClientSession::Refusal>> ClientSession::acquire_backend(
                       .message = "sluice: the database was added after this client connected",
                       .fatal = true};
   }
-  // Nothing else reads the client's socket now: acquire() may watch it for a disconnect.
-  wait_since_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
-                       std::memory_order_relaxed);
-  set_state(ClientState::Waiting);
+  // The common case without a coroutine or a wait: a slot, and an idle backend, at once.
   const auto wait_start = std::chrono::steady_clock::now();
-  auto acquired = co_await rt_.pools().acquire(*pool_, *class_, &client_, &waiting_);
-  set_state(ClientState::Idle);
-  if (series_ != nullptr)
-    series_->observe_queue_wait(std::chrono::steady_clock::now() - wait_start);
-  if (auto* refusal = std::get_if<AdmissionRefusal>(&acquired)) {
-    co_return Refusal{.sqlstate = refusal->sqlstate,
-                      .message = refusal->message,
-                      .detail = refusal->detail,
-                      .hint = refusal->hint};
+  PoolManager::Immediate ready =
+      rt_.pools().try_acquire_now(*pool_, *class_, client_.get_executor());
+  if (ready.lease) {
+    lease_ = std::move(ready.lease);
+    if (series_ != nullptr)
+      series_->observe_queue_wait(std::chrono::steady_clock::now() - wait_start);
+  } else {
+    // Nothing else reads the client's socket now: acquire() may watch it for a disconnect.
+    wait_since_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                         std::memory_order_relaxed);
+    set_state(ClientState::Waiting);
+    auto acquired = co_await rt_.pools().acquire(*pool_, *class_, &client_, &waiting_);
+    set_state(ClientState::Idle);
+    if (series_ != nullptr)
+      series_->observe_queue_wait(std::chrono::steady_clock::now() - wait_start);
+    if (auto* refusal = std::get_if<AdmissionRefusal>(&acquired)) {
+      co_return Refusal{.sqlstate = refusal->sqlstate,
+                        .message = refusal->message,
+                        .detail = refusal->detail,
+                        .hint = refusal->hint};
+    }
+    if (std::holds_alternative<PoolManager::Cancelled>(acquired)) {
+      co_return Refusal{.sqlstate = "57014",
+                        .message = "canceling statement due to user request",
+                        .detail = "sluice: cancelled while waiting in bulkhead \"" + class_->name +
+                                  "\"'s queue; it never reached the database"};
+    }
+    if (std::holds_alternative<PoolManager::ClientGone>(acquired)) {
+      client_terminated_ = true;  // nobody to answer
+      co_return Refusal{.sqlstate = "08006", .message = "client disconnected", .fatal = true};
+    }
+    if (std::holds_alternative<PoolManager::Closed>(acquired)) {
+      co_return Refusal{
+          .sqlstate = "57P01", .message = "sluice: the pooler is shutting down", .fatal = true};
+    }
+    lease_ = std::move(std::get<Lease>(acquired));
   }
-  if (std::holds_alternative<PoolManager::Cancelled>(acquired)) {
-    co_return Refusal{.sqlstate = "57014",
-                      .message = "canceling statement due to user request",
-                      .detail = "sluice: cancelled while waiting in bulkhead \"" + class_->name +
-                                "\"'s queue; it never reached the database"};
-  }
-  if (std::holds_alternative<PoolManager::ClientGone>(acquired)) {
-    client_terminated_ = true;  // nobody to answer
-    co_return Refusal{.sqlstate = "08006", .message = "client disconnected", .fatal = true};
-  }
-  if (std::holds_alternative<PoolManager::Closed>(acquired)) {
-    co_return Refusal{
-        .sqlstate = "57P01", .message = "sluice: the pooler is shutting down", .fatal = true};
-  }
-  lease_ = std::move(std::get<Lease>(acquired));
 
-  auto checked = co_await rt_.pools().checkout(*pool_, {}, cfg->max_message_size);
-  if (auto* err = std::get_if<BackendError>(&checked)) {
-    lease_.reset(pools::LeaseOutcome::Failed);
-    co_return Refusal{.sqlstate = err->sqlstate, .message = err->message, .detail = err->detail};
+  if (ready.backend) {
+    backend_ = std::move(ready.backend);
+  } else {
+    auto checked = co_await rt_.pools().checkout(*pool_, {}, cfg->max_message_size);
+    if (auto* err = std::get_if<BackendError>(&checked)) {
+      lease_.reset(pools::LeaseOutcome::Failed);
+      co_return Refusal{.sqlstate = err->sqlstate, .message = err->message, .detail = err->detail};
+    }
+    backend_ = std::move(std::get<std::shared_ptr<Backend>>(checked));
   }
-  backend_ = std::move(std::get<std::shared_ptr<Backend>>(checked));
   max_message_ = cfg->max_message_size;  // for the backend pump
   attached_at_ = std::chrono::steady_clock::now();
   backend_pid_.store(backend_->pid, std::memory_order_relaxed);
@@ -225,19 +238,19 @@ awaitable<std::optional<ClientSession::Refusal>> ClientSession::acquire_backend(
     co_return Refusal{
         .sqlstate = err->sqlstate, .message = err->message, .detail = err->detail, .fatal = true};
   }
-  if (backend_->remote) {
-    rt_.cancels().set_target(key_pid_,
-                             CancelTarget{*backend_->remote, backend_->pid, backend_->secret});
-  }
+  if (cancel_slot_ != nullptr) rt_.cancels().set_target(*cancel_slot_, *backend_);
   co_return std::nullopt;
 }
 
 void ClientSession::detach_backend() {
-  rt_.cancels().set_target(key_pid_, std::nullopt);
+  if (cancel_slot_ != nullptr) CancelRegistry::clear_target(*cancel_slot_);
   set_state(ClientState::Idle);
   backend_pid_.store(0, std::memory_order_relaxed);
   backend_->buf.release_memory();
-  rt_.pools().checkin(*pool_, std::move(backend_), true);
+  // The backend and the slot go back under one lock.
+  rt_.pools().checkin(*pool_, std::move(backend_), true, lease_,
+                      std::exchange(statement_timed_out_, false) ? pools::LeaseOutcome::TimedOut
+                                                                 : pools::LeaseOutcome::Completed);
   backend_.reset();
   const auto held = std::chrono::steady_clock::now() - attached_at_;
   pool_->traffic.transactions.fetch_add(1, std::memory_order_relaxed);
@@ -245,8 +258,6 @@ void ClientSession::detach_backend() {
       static_cast<std::uint64_t>(std::chrono::nanoseconds(held).count()),
       std::memory_order_relaxed);
   if (series_ != nullptr) series_->observe_transaction(held);
-  lease_.reset(std::exchange(statement_timed_out_, false) ? pools::LeaseOutcome::TimedOut
-                                                          : pools::LeaseOutcome::Completed);
 }
 
 // Brings the backend's parameters in line with what this client expects. At login the client
@@ -1237,7 +1248,7 @@ awaitable<void> ClientSession::end_relay() {
 awaitable<void> ClientSession::cleanup() {
   auto cfg = rt_.config();
   auto ex = co_await asio::this_coro::executor;
-  if (key_pid_ != 0) rt_.cancels().set_target(key_pid_, std::nullopt);
+  if (cancel_slot_ != nullptr) CancelRegistry::clear_target(*cancel_slot_);
   disarm_idle_transaction_timer();
   if (statement_timer_) statement_timer_->cancel();
   if (backend_ && !tx_mode_ && series_ != nullptr) {
@@ -1269,10 +1280,10 @@ awaitable<void> ClientSession::cleanup() {
                      [](std::exception_ptr) {});
     }
     backend_->buf.release_memory();
-    rt_.pools().checkin(*pool_, std::move(backend_), reusable);
-    lease_.reset(statement_timed_out_ ? pools::LeaseOutcome::TimedOut
-                 : reusable           ? pools::LeaseOutcome::Completed
-                                      : pools::LeaseOutcome::Failed);
+    rt_.pools().checkin(*pool_, std::move(backend_), reusable, lease_,
+                        statement_timed_out_ ? pools::LeaseOutcome::TimedOut
+                        : reusable           ? pools::LeaseOutcome::Completed
+                                             : pools::LeaseOutcome::Failed);
   }
   lease_.reset();
   if (terminate_reason_ && client_.is_open() && !backend_mid_message_) {
