@@ -87,30 +87,6 @@ void CancelRegistry::set_target(Slot& slot, Backend& backend) {
 
 void CancelRegistry::clear_target(Slot& slot) { store(slot, 0, 0, 0); }
 
-void CancelRegistry::set_target(std::uint32_t pid, std::optional<CancelTarget> target) {
-  std::lock_guard lock(mu_);
-  auto it = entries_.find(pid);
-  if (it == entries_.end()) return;
-  if (target) {
-    store(it->second.slot, intern(target->endpoint), target->pid, target->secret);
-  } else {
-    store(it->second.slot, 0, 0, 0);
-  }
-}
-
-void CancelRegistry::set_target(std::uint32_t pid, Backend& backend) {
-  const std::uint32_t endpoint = endpoint_of(backend);
-  std::lock_guard lock(mu_);
-  auto it = entries_.find(pid);
-  if (it != entries_.end()) store(it->second.slot, endpoint, backend.pid, backend.secret);
-}
-
-void CancelRegistry::clear_target(std::uint32_t pid) {
-  std::lock_guard lock(mu_);
-  auto it = entries_.find(pid);
-  if (it != entries_.end()) store(it->second.slot, 0, 0, 0);
-}
-
 std::optional<CancelTarget> CancelRegistry::lookup(std::uint32_t pid, std::uint32_t secret) {
   std::lock_guard lock(mu_);
   auto it = entries_.find(pid);

@@ -56,10 +56,6 @@ class CancelRegistry {
   // none), and no backend. Through the Slot: no lock except the first time per backend.
   void set_target(Slot& slot, Backend& backend);
   static void clear_target(Slot& slot);
-  // The same by pid (a lock and a lookup each).
-  void set_target(std::uint32_t pid, std::optional<CancelTarget> target);
-  void set_target(std::uint32_t pid, Backend& backend);
-  void clear_target(std::uint32_t pid);
 
   // The target for a CancelRequest, if the key matches a session that is using a backend.
   std::optional<CancelTarget> lookup(std::uint32_t pid, std::uint32_t secret);

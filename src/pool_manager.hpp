@@ -167,10 +167,9 @@ class PoolManager {
   // executor with `startup` parameters.
   awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> checkout(
       Pool& pool, const Params& startup, std::uint32_t max_message_size);
-  // Returns a backend: kept idle if `reusable` and young enough, otherwise closed.
-  void checkin(Pool& pool, std::shared_ptr<Backend> backend, bool reusable);
-  // checkin() followed by lease.reset(outcome), under one lock (the end of a transaction).
-  // `backend` may be null (only the lease is returned).
+  // Returns a backend (kept idle if `reusable` and young enough, otherwise closed) and then
+  // lease.reset(outcome), under one lock (the end of a transaction). `backend` may be null (only
+  // the lease is returned).
   void checkin(Pool& pool, std::shared_ptr<Backend> backend, bool reusable, Lease& lease,
                pools::LeaseOutcome outcome);
 
@@ -191,6 +190,8 @@ class PoolManager {
   std::vector<std::string> apply_config(const config::Config& cfg);
 
  private:
+  // Returns a backend alone (for a lease of no manager): kept idle or closed; takes mu_.
+  void checkin(Pool& pool, std::shared_ptr<Backend> backend, bool reusable);
   friend class Lease;
   void release(ServerState* s, pools::LeaseId id, pools::LeaseOutcome outcome);
   void wake(ServerState& s, const std::vector<pools::HandOff>& granted);

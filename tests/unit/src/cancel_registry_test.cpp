@@ -1,5 +1,5 @@
-// CancelRegistry: targets set from a CancelTarget, from a Backend, or through a session's Slot,
-// cleared, and looked up only with the right secret; the endpoint comes back whole although an
+// CancelRegistry: targets set from a Backend through a session's Slot, cleared, and looked up
+// only with the right secret; the endpoint comes back whole although an
 // entry keeps only its index. The Slot path is also written from one thread while another looks
 // up (run under TSan with the rest of unit_src).
 #include "src/cancel_registry.hpp"
@@ -34,11 +34,24 @@ TEST_CASE("cancel targets are set, looked up with the secret only, and cleared",
   REQUIRE(pid != pid2);
   REQUIRE(r.size() == 2);
   REQUIRE_FALSE(r.lookup(pid, secret).has_value());  // no backend yet
+  CancelRegistry::Slot* slot = r.slot(pid);
+  CancelRegistry::Slot* slot2 = r.slot(pid2);
+  REQUIRE(slot != nullptr);
+  REQUIRE(slot2 != nullptr);
 
+  asio::io_context io;
   const Endpoint a = tcp("127.0.0.1", 5432);
   const Endpoint b = tcp("::1", 5433);
-  r.set_target(pid, CancelTarget{.endpoint = a, .pid = 41, .secret = 42});
-  r.set_target(pid2, CancelTarget{.endpoint = a, .pid = 51, .secret = 52});
+  Backend first(io.get_executor());
+  first.remote = a;
+  first.pid = 41;
+  first.secret = 42;
+  Backend second(io.get_executor());
+  second.remote = a;
+  second.pid = 51;
+  second.secret = 52;
+  r.set_target(*slot, first);
+  r.set_target(*slot2, second);
   auto t = r.lookup(pid, secret);
   REQUIRE(t.has_value());
   CHECK(t->endpoint == a);
@@ -48,13 +61,12 @@ TEST_CASE("cancel targets are set, looked up with the secret only, and cleared",
   CHECK_FALSE(r.lookup(pid + pid2, secret).has_value());
   CHECK(r.lookup(pid2, secret2)->pid == 51);
 
-  // From a Backend: its remote endpoint, pid and secret.
-  asio::io_context io;
-  Backend backend(io.get_executor());
-  backend.remote = b;
-  backend.pid = 61;
-  backend.secret = 62;
-  r.set_target(pid, backend);
+  // Another server's backend: its remote endpoint, pid and secret.
+  Backend other(io.get_executor());
+  other.remote = b;
+  other.pid = 61;
+  other.secret = 62;
+  r.set_target(*slot, other);
   t = r.lookup(pid, secret);
   REQUIRE(t.has_value());
   CHECK(t->endpoint == b);
@@ -62,22 +74,23 @@ TEST_CASE("cancel targets are set, looked up with the secret only, and cleared",
   CHECK(t->secret == 62);
   CHECK(r.lookup(pid2, secret2)->endpoint == a);  // the other entry is unchanged
 
-  r.clear_target(pid);
+  CancelRegistry::clear_target(*slot);
   CHECK_FALSE(r.lookup(pid, secret).has_value());
-  r.set_target(pid2, std::nullopt);
+  CHECK(r.lookup(pid2, secret2).has_value());
+  CancelRegistry::clear_target(*slot2);
   CHECK_FALSE(r.lookup(pid2, secret2).has_value());
 
   // A backend without a remote endpoint is no target.
-  backend.remote.reset();
-  r.set_target(pid, backend);
+  other.remote.reset();
+  other.cancel_endpoint = 0;
+  r.set_target(*slot, other);
   CHECK_FALSE(r.lookup(pid, secret).has_value());
 
-  // Unknown keys are ignored.
-  r.set_target(pid + pid2, backend);
-  r.clear_target(pid + pid2);
+  // A removed pid has no slot and no target.
+  r.set_target(*slot, first);
   r.remove(pid);
   CHECK(r.size() == 1);
-  r.set_target(pid, CancelTarget{.endpoint = a, .pid = 1, .secret = 2});
+  CHECK(r.slot(pid) == nullptr);
   CHECK_FALSE(r.lookup(pid, secret).has_value());
 }
 
