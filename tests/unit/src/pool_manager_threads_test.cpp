@@ -379,6 +379,23 @@ awaitable<void> take_n(PoolManager& pm, Pool& pool, const ClientClass& cls, Tall
   }
 }
 
+// Waits (at most 8 s) for every coroutine of `loops` to finish while sampling the slots in use
+// from the test thread (fill_snapshot() takes the same lock as the loops), joins the threads and
+// returns the most slots seen in use at once.
+std::uint32_t join_sampling_in_use(Loops& loops, PoolManager& pm) {
+  std::uint32_t max_in_use = 0;
+  const bool finished = wait_until(
+      [&] {
+        max_in_use = std::max(max_in_use, slots(pm).in_use);
+        return loops.pending() == 0;
+      },
+      8s);
+  REQUIRE(finished);
+  loops.join();
+  CHECK(loops.escaped() == 0);
+  return max_in_use;
+}
+
 }  // namespace
 
 TEST_CASE("leases taken from four threads never exceed the pool's limit", "[src][threads]") {
@@ -397,18 +414,7 @@ TEST_CASE("leases taken from four threads never exceed the pool's limit", "[src]
             i, churn(pm, pool, classes(5s), t, static_cast<unsigned>(i * 1000 + k + 1), kRounds));
       }
     }
-    // Sample the counters from the test thread meanwhile (fill_snapshot() takes the same lock).
-    std::uint32_t max_in_use = 0;
-    bool finished = wait_until(
-        [&] {
-          max_in_use = std::max(max_in_use, slots(pm).in_use);
-          return loops.pending() == 0;
-        },
-        8s);
-    REQUIRE(finished);
-    loops.join();
-    CHECK(loops.escaped() == 0);
-    CHECK(max_in_use <= kPoolSize);
+    CHECK(join_sampling_in_use(loops, pm) <= kPoolSize);
   }
   constexpr int kTotal = static_cast<int>(kThreads) * kPerThread * kRounds;
   CHECK(t.granted == kTotal);
@@ -446,17 +452,7 @@ TEST_CASE("the immediate path and the combined check-in keep the limits across f
                                kRounds, immediate));
       }
     }
-    std::uint32_t max_in_use = 0;
-    bool finished = wait_until(
-        [&] {
-          max_in_use = std::max(max_in_use, slots(pm).in_use);
-          return loops.pending() == 0;
-        },
-        8s);
-    REQUIRE(finished);
-    loops.join();
-    CHECK(loops.escaped() == 0);
-    CHECK(max_in_use <= kPoolSize);
+    CHECK(join_sampling_in_use(loops, pm) <= kPoolSize);
   }
   constexpr int kTotal = static_cast<int>(kThreads) * kPerThread * kRounds;
   CHECK(t.granted == kTotal);
