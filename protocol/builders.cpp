@@ -187,6 +187,8 @@ void build_command_complete(Buffer& out, std::string_view tag) {
 
 void build_empty_query_response(Buffer& out) { build_empty(out, be::kEmptyQueryResponse); }
 
+void build_parse_complete(Buffer& out) { build_empty(out, be::kParseComplete); }
+
 void build_row_description(Buffer& out, std::span<const Column> columns) {
   MessageWriter w(out);
   w.begin(be::kRowDescription).add_u16(static_cast<std::uint16_t>(columns.size()));

@@ -70,6 +70,7 @@ void build_negotiate_protocol_version(Buffer& out, std::uint32_t newest_minor,
                                       std::span<const std::string_view> unrecognized_options);
 void build_command_complete(Buffer& out, std::string_view tag);
 void build_empty_query_response(Buffer& out);
+void build_parse_complete(Buffer& out);
 
 // Row descriptions for result sets Sluice produces itself (admin console).
 struct Column {

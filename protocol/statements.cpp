@@ -262,6 +262,17 @@ StatementMapper::Outcome StatementMapper::rewrite_parse(ByteView msg, BackendSta
   return Outcome::Rewritten;
 }
 
+bool StatementMapper::define(ByteView parse_msg) {
+  auto parse = read_parse(parse_msg);
+  if (!parse || parse->statement.empty() || find(parse->statement) != nullptr) return false;
+  const std::size_t body_offset = 5 + parse->statement.size() + 1;
+  auto body = std::make_shared<const std::string>(
+      reinterpret_cast<const char*>(parse_msg.data()) + body_offset,
+      parse_msg.size() - body_offset);
+  statements_[std::string(parse->statement)] = StatementDef{name_fn_(*body), std::move(body)};
+  return true;
+}
+
 // DEALLOCATE, DEALLOCATE ALL and DISCARD ALL in SQL text (a Query, or an unnamed Parse: psycopg
 // 3.1 deallocates that way). Returns the SQL to run instead, or nullopt to run `sql` unchanged.
 // `DEALLOCATE name` of a client's protocol-level statement becomes DEALLOCATE of its backend

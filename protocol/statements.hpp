@@ -127,6 +127,13 @@ class StatementMapper {
   Outcome rewrite_bind_prefix(ByteView prefix, std::uint32_t total, BackendStatementCache& cache,
                               ResponseEdits& edits, Buffer& out, std::size_t& consumed);
 
+  // Records a named Parse's definition without a backend, for a client outside a transaction
+  // that is only preparing (Parse then Sync): its Bind or Describe prepares it on whichever
+  // backend runs it, as for a backend that lacks it. Returns false, recording nothing, for an
+  // unnamed or malformed Parse and for a name already defined (PostgreSQL's 42P05 must come from
+  // a backend).
+  bool define(ByteView parse_msg);
+
   std::size_t size() const { return statements_.size(); }
   bool empty() const { return statements_.empty(); }
   // A client Parse failed (or was skipped after an error): the name is not defined after all.

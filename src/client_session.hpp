@@ -88,6 +88,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void count_client_message(char type);
   bool rewrite_client_message(protocol::ByteView view, const protocol::ScanStep& step,
                               std::size_t at, std::size_t& run_start);
+  bool prepare_without_backend(protocol::ByteView view, const protocol::ScanStep& step,
+                               std::size_t at);
   void add_input_piece(std::size_t from, std::size_t to);
   const std::vector<asio::const_buffer>& gather(protocol::ByteView input);
   bool can_detach() const;

@@ -901,6 +901,29 @@ bool ClientSession::rewrite_client_message(pr::ByteView view, const pr::ScanStep
   return true;
 }
 
+// A named Parse followed by a Sync, outside a transaction, only prepares (libpq's PQprepare):
+// Sluice records the definition and answers the Parse itself (the Sync is answered without a
+// backend too); the statement is parsed on a backend by its first Bind or Describe, as on any
+// backend that lacks it. Otherwise a client preparing synchronously would wait for a backend that
+// only its own thread can free, when that thread's other clients hold every backend in open
+// transactions (pgbench -M prepared). The price: an invalid statement is reported at its first
+// use rather than by its Parse. Returns false, changing nothing, when the Parse must go to a
+// backend.
+bool ClientSession::prepare_without_backend(pr::ByteView view, const pr::ScanStep& step,
+                                            std::size_t at) {
+  if (!tx_mode_ || pinned_ || step.kind != pr::ScanStep::Kind::Message) return false;
+  const std::size_t next = at + step.n;
+  if (next >= view.size() || static_cast<char>(view[next]) != pr::fe::kSync) return false;
+  pr::ByteView msg = view.subspan(at, step.n);
+  auto parse = pr::read_parse(msg);
+  // A statement that would pin the client is prepared on a backend, which the client then keeps.
+  if (!parse || parse->statement.empty() ||
+      pr::detect_session_feature(parse->query) != pr::SessionFeature::None) {
+    return false;
+  }
+  return statements_.define(msg);
+}
+
 // ---- client to backend -----------------------------------------------------------------------
 
 namespace {
@@ -1137,6 +1160,12 @@ awaitable<void> ClientSession::relay(bool resumed, error_code wake) {
           discard_until_sync_ = false;
           pr::build_ready_for_query(client_batch_->client_out, pr::TxStatus::Idle);
         }
+        fwd += step.n;
+        continue;
+      }
+      if (!backend_ && type == pr::fe::kParse && prepare_without_backend(view, step, fwd)) {
+        skip_client_message(step, fwd, run_start, false);
+        pr::build_parse_complete(client_batch_->client_out);
         fwd += step.n;
         continue;
       }

@@ -579,6 +579,56 @@ def test_errors_name_the_clients_statement(sluice):
                                   ' "needs_one" requires 1')
 
 
+@pytest.mark.targets("sluice")
+def test_prepare_outside_a_transaction_needs_no_backend(sluice):
+    # libpq's PQprepare is Parse then Sync. Outside a transaction Sluice answers it itself, so a
+    # client that prepares while every backend is held (by clients of its own thread, in
+    # pgbench -M prepared) is not queued; its first Bind prepares the statement on a backend.
+    holders = [psycopg_connect(sluice, autocommit=False) for _ in range(POOL_SIZE)]
+    try:
+        for conn in holders:
+            conn.execute("SELECT 1")  # each now holds a backend in an open transaction
+        with raw_connect(sluice) as client:
+            client.send(parse_msg("later", "SELECT $1::int * 2", [23]) + SYNC)
+            assert read_until_ready(client, timeout=5) == [("1", None), ("Z", "I")]
+            # An invalid statement too: PostgreSQL would refuse this Parse; here its first use
+            # reports the error, and every later use again.
+            client.send(parse_msg("broken", "SELECT * FROM no_such_table_for_prepare") + SYNC)
+            assert read_until_ready(client, timeout=5) == [("1", None), ("Z", "I")]
+            # Redefining a name goes to a backend (for PostgreSQL's 42P05): it waits for one.
+            client.send(parse_msg("later", "SELECT 3") + SYNC)
+            time.sleep(0.3)
+            released = holders.pop()
+            released.rollback()
+            released.close()
+            got = read_until_ready(client)
+            assert kinds(got) == ["E", "Z"] and got[0][1]["C"] == "42P05", got
+            client.send(bind_msg("later", [21]) + execute_msg() + SYNC)
+            assert read_until_ready(client) == [("2", None), ("D", ["42"]), ("C", "SELECT 1"),
+                                                ("Z", "I")]
+            for _ in range(2):
+                client.send(bind_msg("broken") + execute_msg() + SYNC)
+                got = read_until_ready(client)
+                assert kinds(got) == ["E", "Z"], got
+                assert got[0][1]["C"] == "42P01", got
+            # Inside a transaction a Parse goes to the backend and fails as in PostgreSQL.
+            client.send(query_msg("BEGIN"))
+            assert read_until_ready(client) == [("C", "BEGIN"), ("Z", "T")]
+            client.send(parse_msg("in_tx", "SELECT * FROM no_such_table_for_prepare") + SYNC)
+            got = read_until_ready(client)
+            assert kinds(got) == ["E", "Z"] and got[0][1]["C"] == "42P01", got
+            assert got[-1] == ("Z", "E")
+            client.send(query_msg("ROLLBACK"))
+            assert read_until_ready(client) == [("C", "ROLLBACK"), ("Z", "I")]
+            client.send(bind_msg("in_tx") + execute_msg() + SYNC)
+            got = read_until_ready(client)
+            assert kinds(got) == ["E", "Z"] and got[0][1]["C"] == "26000", got
+    finally:
+        for conn in holders:
+            conn.rollback()
+            conn.close()
+
+
 # ---- Node.js: node-postgres and postgres.js ------------------------------------------------------
 
 

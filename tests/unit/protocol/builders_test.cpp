@@ -91,6 +91,7 @@ TEST_CASE("server status messages have the documented bytes", "[protocol]") {
   CHECK(built([](Buffer& b) { build_command_complete(b, "SELECT 1"); }) ==
         with_text(raw({'C', 0, 0, 0, 13}), "SELECT 1\0"sv));
   CHECK(built(build_empty_query_response) == raw({'I', 0, 0, 0, 4}));
+  CHECK(built(build_parse_complete) == raw({'1', 0, 0, 0, 4}));
   const std::array<std::string_view, 1> options{"_pq_.x"};
   CHECK(built([&](Buffer& b) { build_negotiate_protocol_version(b, 0, options); }) ==
         with_text(raw({'v', 0, 0, 0, 19, 0, 0, 0, 0, 0, 0, 0, 1}), "_pq_.x\0"sv));

@@ -311,6 +311,42 @@ TEST_CASE("a Describe of a statement the backend lacks injects its Parse first",
   CHECK(out == message('D', Body().u8('S').cstr(x)));
 }
 
+TEST_CASE("a statement defined without a backend is prepared by its first Bind", "[protocol]") {
+  StatementMapper m(fake_name);
+  const Bytes p = parse("S", "SELECT $1", {kOidInt4});
+  REQUIRE(m.define(view(p)));
+  const std::string x = backend_name("SELECT $1", {kOidInt4});
+  REQUIRE(m.find("S") != nullptr);
+  CHECK(m.find("S")->backend_name == x);
+  CHECK(m.client_name_of(x) == "S");
+
+  BackendStatementCache cache(10);
+  ResponseEdits edits;
+  Buffer out;
+  REQUIRE(rewrite(m, bind("", "S", {"7"}), cache, edits, out) == Outcome::Rewritten);
+  CHECK(out ==
+        concat({close_statement_bytes(x),
+                message('P', Body().cstr(x).cstr("SELECT $1").u16(1).u32(kOidInt4)),
+                message('B', Body().cstr("").cstr(x).u16(0).u16(1).u32(1).str("7").u16(0))}));
+  CHECK(cache.find(x) != nullptr);
+  CHECK(answer(edits, "312") == std::vector<Edit>{Edit::Drop, Edit::Drop, Edit::Keep});
+
+  SECTION("a name already defined, an unnamed or a malformed Parse defines nothing") {
+    CHECK_FALSE(m.define(view(parse("S", "SELECT 2"))));
+    CHECK(m.find("S")->backend_name == x);
+    CHECK_FALSE(m.define(view(parse("", "SELECT 2"))));
+    Bytes cut = parse("T", "SELECT 2");
+    cut.resize(cut.size() - 1);
+    CHECK_FALSE(m.define(view(cut)));
+    CHECK(m.find("T") == nullptr);
+    CHECK(m.size() == 1);
+  }
+  SECTION("closing it forgets it") {
+    REQUIRE(rewrite(m, close('S', "S"), cache, edits, out) == Outcome::Rewritten);
+    CHECK(m.find("S") == nullptr);
+  }
+}
+
 TEST_CASE("Bind and Describe of unknown, unnamed or portal targets are forwarded", "[protocol]") {
   StatementMapper m(fake_name);
   BackendStatementCache cache(10);
