@@ -46,6 +46,7 @@ struct BackendError {
 using Params = std::vector<std::pair<std::string, std::string>>;
 
 struct LoopTurns;  // pool_manager.cpp: the event-loop turn counter of one io_context
+class ParamSet;    // src/param_set.hpp: a client's expected settings, interned
 
 class Backend {
  public:
@@ -62,9 +63,9 @@ class Backend {
   std::map<std::string, std::string> defaults;  // ParameterStatus values right after login
   Params startup;                               // parameters it was started with
   Params applied;  // unreported parameters Sluice has SET on it since its last reset
-  // The client settings (ClientSession's params key) it was last brought in line with; empty
-  // when unknown (new, or reset).
-  std::string synced_params_key;
+  // The client settings (an interned ParamSet: equal sets are the same object) it was last
+  // brought in line with; null when unknown (new, or reset).
+  std::shared_ptr<const ParamSet> synced_params;
   // Named statements prepared on it (transaction pooling); bound set by the session using it.
   protocol::BackendStatementCache statements{0};
   protocol::TxStatus tx = protocol::TxStatus::Idle;

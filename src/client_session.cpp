@@ -173,9 +173,9 @@ awaitable<void> ClientSession::run() {
         statement_limit_ = class_->statement_timeout;
         statement_grace_ = cfg->statement_timeout_grace;
         // The database enforces the class's timeout unless the client asked for its own.
-        if (find_param(client_params_, "statement_timeout") == nullptr) {
-          client_params_.emplace_back("statement_timeout",
-                                      std::to_string(class_->statement_timeout.count()));
+        if (params_->find("statement_timeout") == nullptr) {
+          params_ = ParamSetTable::process().with(
+              params_, "statement_timeout", std::to_string(class_->statement_timeout.count()));
         }
       }
     }
@@ -260,6 +260,7 @@ awaitable<bool> ClientSession::read_startup() {
       co_return false;
     }
     std::vector<std::string> unrecognized;
+    Params requested;
     for (const auto& [name, value] : startup->params) {
       if (name == "user") {
         user_ = value;
@@ -271,7 +272,7 @@ awaitable<bool> ClientSession::read_startup() {
           co_await send_fatal("08P01", "sluice: invalid \"options\" startup parameter");
           co_return false;
         }
-        for (auto& p : *parsed) client_params_.push_back(std::move(p));
+        for (auto& p : *parsed) requested.push_back(std::move(p));
       } else if (name == "replication") {
         if (value != "false" && value != "0" && value != "off" && value != "no") {
           co_await send_fatal("08P01", "sluice: replication connections are not supported");
@@ -281,10 +282,11 @@ awaitable<bool> ClientSession::read_startup() {
         unrecognized.emplace_back(name);
       } else {
         if (name == "application_name") app_name_ = value;
-        client_params_.emplace_back(std::string(name), std::string(value));
+        requested.emplace_back(std::string(name), std::string(value));
       }
     }
     in_.consume(r.length);
+    params_ = ParamSetTable::process().intern(std::move(requested));
     if (user_.empty()) {
       co_await send_fatal("28000", "no PostgreSQL user name specified in startup packet");
       co_return false;

@@ -20,6 +20,7 @@
 #include "src/asio_prelude.hpp"
 #include "src/backend.hpp"
 #include "src/cancel_registry.hpp"
+#include "src/param_set.hpp"
 #include "src/pool_manager.hpp"
 #include "src/snapshot.hpp"
 #include "src/wire.hpp"
@@ -93,7 +94,6 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void add_input_piece(std::size_t from, std::size_t to);
   const std::vector<asio::const_buffer>& gather(protocol::ByteView input);
   bool can_detach() const;
-  void refresh_params_key();
   std::optional<protocol::Buffer> rename_statements_in_error(protocol::ByteView msg) const;
   void statement_started();
   void arm_statement_timer(std::chrono::steady_clock::time_point at);
@@ -155,9 +155,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::string user_;
   std::string database_;
   // Parameters the client expects: its startup values until login, then every settable
-  // parameter as the server spells it, kept up to date from ParameterStatus.
-  Params client_params_;
-  std::string params_key_;  // client_params_ as one string (refresh_params_key())
+  // parameter as the server spells it, kept up to date from ParameterStatus. Interned: the
+  // clients of a pool mostly expect the same settings and share one set (bench/PROFILE.md, M2).
+  ParamSetPtr params_ = ParamSet::empty_set();
   std::string app_name_;
 
   // Learned during authentication (SCRAM passthrough): the client key and the server key, until

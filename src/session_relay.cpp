@@ -151,14 +151,13 @@ awaitable<bool> ClientSession::welcome(const std::map<std::string, std::string>&
   for (const auto& [name, value] : defaults) {
     if (is_settable(name)) desired.emplace_back(name, value);
   }
-  for (const auto& [name, value] : client_params_) set_param(desired, name, value);
+  for (const auto& [name, value] : *params_) set_param(desired, name, value);
   pr::Buffer out;
   for (const auto& [name, value] : defaults) {
-    const std::string* mine = find_param(client_params_, name);
+    const std::string* mine = params_->find(name);
     pr::build_parameter_status(out, name, mine != nullptr && is_settable(name) ? *mine : value);
   }
-  client_params_ = std::move(desired);
-  refresh_params_key();
+  params_ = ParamSetTable::process().intern(std::move(desired));
   pr::build_backend_key_data(out, key_pid_, key_secret_);
   pr::build_ready_for_query(out, pr::TxStatus::Idle);
   set_state(ClientState::Idle);
@@ -262,7 +261,7 @@ void ClientSession::detach_backend() {
 
 // Brings the backend's parameters in line with what this client expects. At login the client
 // expects the server's defaults overlaid with its startup parameters; later, the values it has
-// seen (client_params_, kept up to date from ParameterStatus). One pipelined query of SET and
+// seen (params_, kept up to date from ParameterStatus). One pipelined query of SET and
 // RESET statements; nothing when the backend already matches, which is the common case.
 awaitable<std::optional<BackendError>> ClientSession::sync_parameters(bool login) {
   Backend& b = *backend_;
@@ -271,12 +270,13 @@ awaitable<std::optional<BackendError>> ClientSession::sync_parameters(bool login
     for (const auto& [name, value] : b.defaults) {
       if (is_settable(name)) login_desired.emplace_back(name, value);
     }
-    for (const auto& [name, value] : client_params_) set_param(login_desired, name, value);
+    for (const auto& [name, value] : *params_) set_param(login_desired, name, value);
   }
   // After login the client's own list is what it expects (no copy: this runs per transaction).
-  const Params& desired = login ? login_desired : client_params_;
-  // The common case: this backend was last brought in line with exactly these settings.
-  if (!login && !b.synced_params_key.empty() && b.synced_params_key == params_key_) {
+  const Params& desired = login ? login_desired : params_->params();
+  // The common case: this backend was last brought in line with exactly these settings (sets in
+  // use are interned, and the backend holds its set: same settings, same pointer).
+  if (!login && b.synced_params != nullptr && b.synced_params == params_) {
     co_return std::nullopt;
   }
   std::string sql;
@@ -309,23 +309,10 @@ awaitable<std::optional<BackendError>> ClientSession::sync_parameters(bool login
     for (const auto& [name, value] : desired) {
       if (!pr::is_reported_parameter(name)) set_param(settled, name, value);
     }
-    client_params_ = std::move(settled);
-    refresh_params_key();
+    params_ = ParamSetTable::process().intern(std::move(settled));
   }
-  b.synced_params_key = params_key_;
+  b.synced_params = params_;
   co_return std::nullopt;
-}
-
-// The client's expected settings as one string, so a backend can tell in one comparison whether
-// it already has them (Backend::synced_params_key).
-void ClientSession::refresh_params_key() {
-  params_key_.clear();
-  for (const auto& [name, value] : client_params_) {
-    params_key_ += name;
-    params_key_ += '=';
-    params_key_ += value;
-    params_key_ += '\0';
-  }
 }
 
 void ClientSession::set_terminate_reason(std::string_view sqlstate, std::string_view message) {
@@ -727,9 +714,8 @@ bool ClientSession::forward_backend_batch() {
           b.reported[std::string(p->name)] = std::string(p->value);
           if (is_settable(p->name)) {
             // The client and its backend change together: they stay in line.
-            set_param(client_params_, p->name, p->value);
-            refresh_params_key();
-            b.synced_params_key = params_key_;
+            params_ = ParamSetTable::process().with(params_, p->name, p->value);
+            b.synced_params = params_;
           }
         }
       }
@@ -1299,7 +1285,7 @@ awaitable<void> ClientSession::cleanup() {
         reusable = false;
       }
       backend_->applied.clear();
-      backend_->synced_params_key.clear();
+      backend_->synced_params.reset();
     }
     if (pending_syncs_ > 0 && !backend_failed_ && backend_->remote) {
       // The client left with a query still running: cancel it so the server stops working for
