@@ -728,6 +728,18 @@ void PoolManager::set_paused(const std::string& database, bool paused) {
   }
 }
 
+bool PoolManager::pause_settled(const std::string& database) {
+  std::lock_guard lock(mu_);
+  bool busy = false;
+  for (auto& [key, p] : pools_) {
+    if (!database.empty() && p->database != database) continue;
+    if (!p->paused) return true;
+    const pools::PoolCounts counts = p->server->book.counts(p->book_id);
+    busy = busy || counts.active > 0 || counts.connecting > 0;
+  }
+  return !busy;
+}
+
 void PoolManager::close_all() {
   std::vector<std::shared_ptr<Backend>> to_close;
   {

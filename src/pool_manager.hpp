@@ -179,6 +179,9 @@ class PoolManager {
   // PAUSE / RESUME (database "" = all): while paused, a database's new transactions wait (up to
   // their bulkhead's max_wait) instead of taking a backend; running ones finish.
   void set_paused(const std::string& database, bool paused);
+  // True when no pool of `database` ("" = all) has a backend in use or being connected, or when
+  // one of them is no longer paused (a RESUME came first).
+  bool pause_settled(const std::string& database);
 
   // Refuses every waiter and every later acquisition; closes idle backends.
   void close_all();

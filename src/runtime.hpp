@@ -77,6 +77,7 @@ class Runtime : public AdminActions {
   // rejected and the running config kept; changes that need a restart are reported, not applied.
   std::optional<AdminError> reload() override;
   std::optional<AdminError> pause(std::string_view database) override;
+  bool pause_settled(std::string_view database) override;
   std::optional<AdminError> resume(std::string_view database) override;
   std::optional<AdminError> kill_client(std::uint32_t id) override;
   std::optional<AdminError> shutdown(bool wait_for_clients) override;

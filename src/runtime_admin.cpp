@@ -247,6 +247,10 @@ std::optional<AdminError> Runtime::pause(std::string_view database) {
   return std::nullopt;
 }
 
+bool Runtime::pause_settled(std::string_view database) {
+  return pools_->pause_settled(std::string(database));
+}
+
 std::optional<AdminError> Runtime::resume(std::string_view database) {
   if (!database.empty() && config()->find_database(std::string(database)) == nullptr) {
     return error("3D000", "database \"" + std::string(database) + "\" does not exist");

@@ -3,7 +3,9 @@
 #include "protocol/builders.hpp"
 #include "protocol/messages.hpp"
 
+#include <chrono>
 #include <string>
+#include <vector>
 
 namespace sluice {
 namespace {
@@ -20,7 +22,7 @@ void build_error(pr::Buffer& out, pr::Severity severity, std::string_view sqlsta
 enum class Next { Continue, End };
 
 Next handle_message(pr::ByteView msg, AdminRole role, AdminActions& actions, bool& skip_to_sync,
-                    pr::Buffer& out) {
+                    std::vector<std::string>& paused, pr::Buffer& out) {
   const char type = static_cast<char>(msg[0]);
   if (type == pr::fe::kTerminate) return Next::End;
   if (type == pr::fe::kSync) {
@@ -36,7 +38,7 @@ Next handle_message(pr::ByteView msg, AdminRole role, AdminActions& actions, boo
         build_error(out, pr::Severity::Fatal, "08P01", "invalid Query message");
         return Next::End;
       }
-      out = execute_admin_query(*sql, role, actions);
+      out = execute_admin_query(*sql, role, actions, &paused);
       pr::build_ready_for_query(out, pr::TxStatus::Idle);
       return Next::Continue;
     }
@@ -68,9 +70,26 @@ Next handle_message(pr::ByteView msg, AdminRole role, AdminActions& actions, boo
 
 }  // namespace
 
+// As PgBouncer's: PAUSE is answered once the paused databases' running transactions (and, in
+// session pooling, sessions) are over, so that what a script does next meets a quiet database.
+// It stops waiting if the database is resumed meanwhile or the console client goes away.
+awaitable<void> wait_for_pause(Socket& client, AdminActions& actions,
+                               const std::vector<std::string>& paused) {
+  asio::steady_timer poll(client.get_executor());
+  for (const std::string& database : paused) {
+    while (!actions.pause_settled(database)) {
+      if (!client.is_open()) co_return;
+      poll.expires_after(std::chrono::milliseconds(20));
+      error_code ec;
+      co_await poll.async_wait(ec_token(ec));
+    }
+  }
+}
+
 awaitable<void> serve_admin(Socket& client, ReadBuffer& in, AdminRole role, AdminActions& actions,
                             std::uint32_t max_message_size) {
   bool skip_to_sync = false;
+  std::vector<std::string> paused;  // by the current Query
   for (;;) {
     pr::FrameError err = pr::FrameError::None;
     error_code ec;
@@ -84,9 +103,14 @@ awaitable<void> serve_admin(Socket& client, ReadBuffer& in, AdminRole role, Admi
       co_await write_all(client, out, ec);
       co_return;
     }
-    const Next next = handle_message(in.view().first(*size), role, actions, skip_to_sync, out);
+    const Next next =
+        handle_message(in.view().first(*size), role, actions, skip_to_sync, paused, out);
     in.consume(*size);
     in.release_memory();
+    if (!paused.empty()) {
+      co_await wait_for_pause(client, actions, paused);
+      paused.clear();
+    }
     if (!out.empty() && !co_await write_all(client, out, ec)) co_return;
     if (next == Next::End) co_return;
   }

@@ -86,7 +86,8 @@ bool run(const pr::AdminCommand& command, AdminRole role, AdminActions& actions,
 
 }  // namespace
 
-protocol::Buffer execute_admin_query(std::string_view sql, AdminRole role, AdminActions& actions) {
+protocol::Buffer execute_admin_query(std::string_view sql, AdminRole role, AdminActions& actions,
+                                     std::vector<std::string>* paused) {
   pr::Buffer out;
   const pr::StatementSplit split = pr::split_statements(sql);
   if (split.too_many) {
@@ -112,6 +113,9 @@ protocol::Buffer execute_admin_query(std::string_view sql, AdminRole role, Admin
   }
   for (const pr::AdminCommand& command : commands) {
     if (!run(command, role, actions, out)) break;
+    if (const auto* pause = std::get_if<pr::PauseCommand>(&command); pause && paused) {
+      paused->push_back(pause->database);
+    }
   }
   return out;
 }

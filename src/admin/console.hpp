@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sluice {
 
@@ -39,7 +40,10 @@ class AdminActions {
   virtual std::optional<AdminError> set_bulkhead(std::string_view server, std::string_view name,
                                                  std::string_view key, std::string_view value) = 0;
   virtual std::optional<AdminError> reload() = 0;
-  virtual std::optional<AdminError> pause(std::string_view database) = 0;   // empty: every one
+  virtual std::optional<AdminError> pause(std::string_view database) = 0;  // empty: every one
+  // After a PAUSE: true once the database ("" = every one) has no backend in use or being
+  // connected, or has been resumed since; the console answers PAUSE only then.
+  virtual bool pause_settled(std::string_view database) = 0;
   virtual std::optional<AdminError> resume(std::string_view database) = 0;  // empty: every one
   virtual std::optional<AdminError> kill_client(std::uint32_t id) = 0;  // the BackendKeyData pid
   virtual std::optional<AdminError> shutdown(bool wait_for_clients) = 0;
@@ -50,6 +54,8 @@ class AdminActions {
 // multi-statement Query: the whole text is parsed first (a syntax error anywhere runs nothing),
 // then the statements run in order and the first error (ErrorResponse) ends the list. Empty text:
 // EmptyQueryResponse. A stats user running a changing command gets 42501.
-protocol::Buffer execute_admin_query(std::string_view sql, AdminRole role, AdminActions& actions);
+// Databases paused by a successful PAUSE are appended to `paused` when given ("" = every one).
+protocol::Buffer execute_admin_query(std::string_view sql, AdminRole role, AdminActions& actions,
+                                     std::vector<std::string>* paused = nullptr);
 
 }  // namespace sluice

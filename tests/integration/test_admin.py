@@ -239,6 +239,45 @@ def test_pause_holds_new_transactions_until_resume(sluice):
 
 
 @pytest.mark.sluice_config(config=BASE, users=USERS)
+def test_pause_answers_once_running_transactions_are_over(sluice):
+    # PgBouncer's PAUSE: the command returns when the database is quiet, so a maintenance script
+    # can go on at once. A RESUME from elsewhere also ends the wait.
+    admin = Admin(sluice)
+    busy = sluice.connect(application_name="crit", autocommit=False)
+    busy.execute("SELECT 1")  # an open transaction holds a backend
+    done = {}
+
+    def pause():
+        done["tags"] = admin.query("PAUSE app")[2]
+        done["at"] = time.monotonic()
+
+    t = threading.Thread(target=pause)
+    t.start()
+    time.sleep(0.5)
+    assert "tags" not in done, "PAUSE returned while a transaction was running"
+    committed = time.monotonic()
+    busy.commit()
+    t.join(10)
+    assert done.get("tags") == ["PAUSE"] and done["at"] >= committed
+    admin.query("RESUME app")
+
+    busy.execute("SELECT 2")  # again in a transaction
+    t = threading.Thread(target=lambda: done.update(again=admin.query("PAUSE")[2]))
+    t.start()
+    time.sleep(0.5)
+    assert "again" not in done
+    other = Admin(sluice)
+    other.query("RESUME")
+    t.join(10)
+    assert done.get("again") == ["PAUSE"]
+    busy.rollback()
+    assert busy.execute("SELECT 3").fetchone() == (3,)
+    busy.close()
+    other.close()
+    admin.close()
+
+
+@pytest.mark.sluice_config(config=BASE, users=USERS)
 def test_kill_client_disconnects_exactly_that_client(sluice):
     admin = Admin(sluice)
     victim = sluice.connect(application_name="crit")

@@ -306,6 +306,7 @@ class FakeActions : public AdminActions {
   std::map<std::string, AdminError> failures;  // by action name ("reload", ...)
   int snapshots = 0;
   bool with_clients = false;
+  int unsettled = 0;  // pause_settled() answers false this many times first
 
   Snapshot snapshot(bool clients) override {
     ++snapshots;
@@ -322,6 +323,10 @@ class FakeActions : public AdminActions {
   std::optional<AdminError> reload() override { return record("reload", ""); }
   std::optional<AdminError> pause(std::string_view db) override {
     return record("pause", std::string(db));
+  }
+  bool pause_settled(std::string_view db) override {
+    calls.push_back("pause_settled " + std::string(db));
+    return unsettled-- <= 0;
   }
   std::optional<AdminError> resume(std::string_view db) override {
     return record("resume", std::string(db));
@@ -797,7 +802,28 @@ TEST_CASE("serve_admin answers each Query with ReadyForQuery and stops at Termin
   const auto msgs = serve(in, fake);
   CHECK(types_of(msgs) == "TDCZCCZIZ");
   CHECK(msgs[3].status == 'I');
-  CHECK(fake.calls == std::vector<std::string>{"reload ", "pause "});
+  CHECK(fake.calls == std::vector<std::string>{"reload ", "pause ", "pause_settled "});
+}
+
+TEST_CASE("serve_admin answers PAUSE only once the paused databases have settled", "[admin]") {
+  FakeActions fake;
+  fake.unsettled = 3;
+  pr::Buffer in;
+  query(in, "PAUSE app; PAUSE");
+  query(in, "SHOW VERSION");
+  const auto msgs = serve(in, fake);
+  CHECK(types_of(msgs) == "CCZTDCZ");
+  CHECK(fake.calls == std::vector<std::string>{"pause app", "pause ", "pause_settled app",
+                                               "pause_settled app", "pause_settled app",
+                                               "pause_settled app", "pause_settled "});
+
+  FakeActions failing;
+  failing.failures["pause"] = AdminError{"3D000", "database \"nope\" does not exist"};
+  pr::Buffer again;
+  query(again, "PAUSE nope");
+  const auto refused = serve(again, failing);
+  CHECK(types_of(refused) == "EZ");
+  CHECK(failing.calls == std::vector<std::string>{"pause nope"});
 }
 
 TEST_CASE("serve_admin refuses the extended protocol once and skips to Sync", "[admin]") {
