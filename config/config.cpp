@@ -381,6 +381,16 @@ void Parser::validate() {
       !has_error("auth_type") && !has_error("auth_file")) {
     error(line_of_key("auth_type"), "auth_file", "required unless auth_type is \"trust\"");
   }
+  if (config_.client_tls_mode != ClientTlsMode::Disable && !has_error("client_tls_mode")) {
+    for (const auto& [key, file] : {std::pair<std::string_view, const std::string*>{
+                                        "client_tls_cert_file", &config_.client_tls_cert_file},
+                                    {"client_tls_key_file", &config_.client_tls_key_file}}) {
+      if (file->empty() && !has_error(key)) {
+        error(line_of_key("client_tls_mode"), std::string(key),
+              "required unless client_tls_mode is \"disable\"");
+      }
+    }
+  }
   if (config_.servers.empty()) {
     error(0, "servers", "at least one [servers.NAME] table is required");
   }

@@ -22,6 +22,9 @@ namespace sluice::config {
 using Duration = std::chrono::milliseconds;
 
 enum class AuthType { Trust, Md5, ScramSha256 };
+// TLS towards clients: off; accepted when a client asks (allow and prefer are the same on this
+// side, as in PgBouncer); or required of every TCP client (Unix-socket clients never need it).
+enum class ClientTlsMode { Disable, Allow, Prefer, Require };
 enum class PoolMode { Session, Transaction };
 
 // A listen address: TCP host:port, or a Unix-socket directory (socket file .s.PGSQL.<port>).
@@ -104,6 +107,9 @@ struct Config {
   std::vector<ListenAddress> listen = {ListenAddress{false, "127.0.0.1", 6432, ""}};
   AuthType auth_type = AuthType::ScramSha256;
   std::string auth_file;  // resolved relative to the config file's directory
+  ClientTlsMode client_tls_mode = ClientTlsMode::Disable;
+  std::string client_tls_cert_file;  // PEM certificate chain; relative to the config's directory
+  std::string client_tls_key_file;   // PEM private key; relative to the config's directory
   std::vector<std::string> admin_users;
   std::vector<std::string> stats_users;
   std::uint32_t max_client_conn = 10000;

@@ -120,6 +120,8 @@ std::string show(const ConstKeyTarget& target) {
 
 constexpr std::string_view kAuthTypes[] = {"trust", "md5", "scram-sha-256"};  // AuthType order
 constexpr std::string_view kPoolModes[] = {"session", "transaction"};         // PoolMode order
+constexpr std::string_view kClientTlsModes[] = {"disable", "allow", "prefer",
+                                                "require"};  // ClientTlsMode order
 constexpr std::string_view kLogLevels[] = {"trace", "debug",    "info", "warn",
                                            "error", "critical", "off"};  // spdlog's names
 
@@ -151,17 +153,29 @@ std::string show_auth_type(const ConstKeyTarget& target) {
 }
 
 // Relative paths are anchored at the config file's directory, so the pooler finds its auth file
-// whatever its working directory is (the config's `source` is set before any key is applied).
-std::optional<std::string> set_auth_file(KeyTarget& target, const KeyValue& value) {
+// and certificates whatever its working directory is (the config's `source` is set before any key
+// is applied).
+template <auto M>
+std::optional<std::string> set_path(KeyTarget& target, const KeyValue& value) {
   const std::filesystem::path path = std::get<std::string>(value);
   if (path.empty()) return "must not be empty";
   if (path.is_relative()) {
     const std::filesystem::path dir = std::filesystem::path(target.config.source).parent_path();
-    target.config.auth_file = (dir / path).lexically_normal().string();
+    target.config.*M = (dir / path).lexically_normal().string();
   } else {
-    target.config.auth_file = path.string();
+    target.config.*M = path.string();
   }
   return std::nullopt;
+}
+
+std::optional<std::string> set_client_tls_mode(KeyTarget& target, const KeyValue& value) {
+  target.config.client_tls_mode =
+      static_cast<ClientTlsMode>(index_of(kClientTlsModes, std::get<std::string>(value)));
+  return std::nullopt;
+}
+std::string show_client_tls_mode(const ConstKeyTarget& target) {
+  return toml_text(
+      std::string(kClientTlsModes[static_cast<std::size_t>(target.config.client_tls_mode)]));
 }
 
 std::optional<std::string> set_pool_mode(KeyTarget& target, const KeyValue& value) {
@@ -254,7 +268,20 @@ constexpr KeyInfo kKeys[] = {
   {S::Global, "auth_file", T::String, "", "", kReload,
    "File of `\"user\" \"secret\"` lines (plain text, md5 hash or SCRAM verifier); relative to "
    "the config file's directory; required unless `auth_type` is `trust`",
-   {}, 0, 0, set_auth_file, show<&Config::auth_file>},
+   {}, 0, 0, set_path<&Config::auth_file>, show<&Config::auth_file>},
+  {S::Global, "client_tls_mode", T::Enum, R"("disable")", "", kReload,
+   "TLS towards clients: `disable` answers a client's SSLRequest with N; `allow` and `prefer` "
+   "accept TLS when the client asks for it; `require` also refuses TCP clients that do not "
+   "(28000; Unix-socket clients and cancel requests never need it)",
+   kClientTlsModes, 0, 0, set_client_tls_mode, show_client_tls_mode},
+  {S::Global, "client_tls_cert_file", T::String, "", "", kReload,
+   "PEM certificate (chain) Sluice presents to TLS clients; relative to the config file's "
+   "directory; required unless `client_tls_mode` is `disable`; a reload reads it again",
+   {}, 0, 0, set_path<&Config::client_tls_cert_file>, show<&Config::client_tls_cert_file>},
+  {S::Global, "client_tls_key_file", T::String, "", "", kReload,
+   "PEM private key of `client_tls_cert_file` (unencrypted); relative to the config file's "
+   "directory; required unless `client_tls_mode` is `disable`",
+   {}, 0, 0, set_path<&Config::client_tls_key_file>, show<&Config::client_tls_key_file>},
   {S::Global, "admin_users", T::StringList, "[]", "", kReload,
    "Users who may run every command of the admin console (database `sluice`)",
    {}, 0, 0, set<&Config::admin_users>, show<&Config::admin_users>},

@@ -9,6 +9,7 @@
 #include "src/auth_query.hpp"
 #include "src/log.hpp"
 #include "src/runtime.hpp"
+#include "src/tls.hpp"
 
 #include <cstring>
 
@@ -47,6 +48,11 @@ ClientSession::~ClientSession() {
   if (key_pid_ != 0) rt_.cancels().remove(key_pid_);
   if (class_) rt_.pools().release_client(*class_);
   if (counted_) rt_.clients.fetch_sub(1);
+}
+
+std::optional<asio::ip::address> ClientSession::client_address() const {
+  if (tls_peer_) return *tls_peer_;  // client_ is then the TLS bridge's socketpair
+  return peer_address(client_);
 }
 
 ClientSnapshot ClientSession::describe() const {
@@ -160,7 +166,7 @@ awaitable<void> ClientSession::run() {
                                                ClientInfo{.user = user_,
                                                           .database = database_,
                                                           .application_name = app_name_,
-                                                          .address = peer_address(client_)});
+                                                          .address = client_address()});
       if (auto* refusal = std::get_if<AdmissionRefusal>(&admitted)) {
         log::session().info("client_refused reason={} peer={} db={} user={}",
                             pools::to_string(refusal->reason), peer_, database_, user_);
@@ -243,6 +249,23 @@ awaitable<bool> ClientSession::read_startup() {
           co_return false;
         }
         answered = true;
+        // TLS for TCP clients when configured (PostgreSQL refuses it over Unix sockets too).
+        std::shared_ptr<asio::ssl::context> tls;
+        std::optional<asio::ip::address> address;
+        if (r.kind == pr::StartupKind::SslRequest && (tls = rt_.client_tls()) &&
+            (address = peer_address(client_))) {
+          const char yes = 'S';
+          co_await asio::async_write(client_, asio::buffer(&yes, 1), ec_token(ec));
+          if (ec) co_return false;
+          try {
+            TlsBridge::start(client_, std::move(tls), rt_.config()->client_login_timeout, peer_);
+          } catch (const std::exception& e) {
+            log::session().warn("tls_start_failed peer={} error=\"{}\"", peer_, e.what());
+            co_return false;
+          }
+          tls_peer_ = std::make_unique<const asio::ip::address>(*address);
+          continue;  // the startup packet comes through the TLS bridge
+        }
         const char no = 'N';
         co_await asio::async_write(client_, asio::buffer(&no, 1), ec_token(ec));
         if (ec) co_return false;
@@ -287,6 +310,14 @@ awaitable<bool> ClientSession::read_startup() {
     }
     in_.consume(r.length);
     params_ = ParamSetTable::process().intern(std::move(requested));
+    if (!tls_peer_ && rt_.config()->client_tls_mode == config::ClientTlsMode::Require &&
+        peer_address(client_)) {
+      log::session().info("client_refused reason=tls_required peer={} user={}", peer_, user_);
+      co_await send_fatal("28000", "SSL required",
+                          "sluice: client_tls_mode is \"require\" for TCP connections",
+                          "Connect with sslmode=require (or verify-ca, verify-full).");
+      co_return false;
+    }
     if (user_.empty()) {
       co_await send_fatal("28000", "no PostgreSQL user name specified in startup packet");
       co_return false;

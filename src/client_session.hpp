@@ -131,10 +131,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
                              std::string_view detail = {}, std::string_view hint = {});
   awaitable<void> auth_failed();
   BackendCredentials backend_credentials() const;
+  // The client's IP address (none for a Unix-socket client), also behind the TLS bridge.
+  std::optional<asio::ip::address> client_address() const;
 
   Runtime& rt_;
   Socket client_;
   std::string peer_;
+  // A TLS client's address: client_ is then one end of the TLS bridge's socketpair (src/tls.hpp).
+  std::unique_ptr<const asio::ip::address> tls_peer_;
   std::chrono::system_clock::time_point connected_at_ = std::chrono::system_clock::now();
   std::atomic<ClientState> state_{ClientState::Login};
   std::atomic<std::uint32_t> backend_pid_{0};

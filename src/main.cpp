@@ -10,6 +10,7 @@
 #include "src/auth_store.hpp"
 #include "src/log.hpp"
 #include "src/runtime.hpp"
+#include "src/tls.hpp"
 
 #include <cstdio>
 #include <cstdlib>
@@ -34,6 +35,7 @@ void print_diagnostics(const sluice::config::Diagnostics& diags) {
 struct Loaded {
   std::shared_ptr<const sluice::config::Config> config;
   std::shared_ptr<const sluice::AuthStore> auth;
+  std::shared_ptr<boost::asio::ssl::context> tls;  // null: client_tls_mode "disable"
 };
 
 std::optional<Loaded> load(const std::string& path) {
@@ -51,9 +53,15 @@ std::optional<Loaded> load(const std::string& path) {
     }
     users = std::move(af.value());
   }
+  sluice::config::Diagnostics tls_errors;
+  auto tls = sluice::load_client_tls(*cfg, tls_errors);
+  if (!tls_errors.empty()) {
+    print_diagnostics(tls_errors);
+    return std::nullopt;
+  }
   auto store = std::make_shared<const sluice::AuthStore>(users, cfg->scram_iterations);
   return Loaded{std::make_shared<const sluice::config::Config>(std::move(cfg.value())),
-                std::move(store)};
+                std::move(store), std::move(tls)};
 }
 
 }  // namespace
@@ -88,6 +96,7 @@ int main(int argc, char** argv) {
     // closed, and tearing down event loops whose pending operations reference sockets of other
     // loops would only risk a hang or a crash on the way out. The kernel closes what is left.
     auto* runtime = new sluice::Runtime(loaded->config, loaded->auth);
+    runtime->set_client_tls(loaded->tls);
     int code = runtime->run();
     spdlog::shutdown();
     std::fflush(nullptr);

@@ -21,6 +21,10 @@
 #include <thread>
 #include <vector>
 
+namespace boost::asio::ssl {
+class context;
+}  // namespace boost::asio::ssl
+
 namespace sluice {
 
 // Runtime also carries out the admin console's commands (AdminActions), from any thread.
@@ -57,6 +61,12 @@ class Runtime : public AdminActions {
     config_generation_.store(config_publications_.fetch_add(1) + 1, std::memory_order_release);
   }
   std::shared_ptr<const AuthStore> auth() const { return std::atomic_load(&auth_); }
+  // The TLS context for clients (src/tls.hpp), null when client_tls_mode is "disable"; read once
+  // per SSLRequest, replaced by a reload.
+  std::shared_ptr<asio::ssl::context> client_tls() const { return std::atomic_load(&client_tls_); }
+  void set_client_tls(std::shared_ptr<asio::ssl::context> tls) {
+    std::atomic_store(&client_tls_, std::move(tls));
+  }
   PoolManager& pools() { return *pools_; }
   Metrics& metrics() { return *metrics_; }
   CancelRegistry& cancels() { return cancels_; }
@@ -100,6 +110,7 @@ class Runtime : public AdminActions {
   std::atomic<std::uint64_t> config_generation_{0};
   static inline std::atomic<std::uint64_t> config_publications_{0};
   std::shared_ptr<const AuthStore> auth_;
+  std::shared_ptr<asio::ssl::context> client_tls_;
   std::vector<std::unique_ptr<asio::io_context>> contexts_;
   std::vector<std::shared_ptr<Acceptor>> acceptors_;
   std::unique_ptr<Metrics> metrics_;

@@ -7,6 +7,7 @@
 #include "src/client_session.hpp"
 #include "src/log.hpp"
 #include "src/runtime.hpp"
+#include "src/tls.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -150,6 +151,16 @@ std::optional<AdminError> Runtime::reload() {
     }
     users = std::move(af.value());
   }
+  config::Diagnostics tls_errors;
+  auto tls = load_client_tls(*loaded, tls_errors);
+  if (!tls_errors.empty()) {
+    std::string why;
+    for (const auto& d : tls_errors) {
+      log::main().error("reload_rejected error=\"{}\"", d.to_string());
+      why += (why.empty() ? "" : "; ") + d.to_string();
+    }
+    return error("F0000", "reload rejected, the running config is kept: " + why);
+  }
   config::Config next = std::move(loaded.value());
   for (const std::string& key : keep_restart_only(*old, next)) {
     log::main().warn("reload_needs_restart key={} (the running value is kept)", key);
@@ -161,6 +172,7 @@ std::optional<AdminError> Runtime::reload() {
     err->message = "reload rejected, the running config is kept: " + err->message;
     return err;
   }
+  set_client_tls(std::move(tls));  // new TLS clients only; running ones keep their session
   for (const auto& c : changes) {
     log::main().info("reload_changed key={} old={} new={}", c.key, c.old_value, c.new_value);
   }

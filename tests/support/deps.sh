@@ -7,7 +7,7 @@ SLUICE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SLUICE_PACKAGES=(
   build-essential cmake ninja-build pkg-config clang-format
   libboost-dev libssl-dev libspdlog-dev libfmt-dev prometheus-cpp-dev libtoml11-dev
-  catch2 libpq-dev
+  catch2 libpq-dev openssl
   postgresql-15 postgresql-client-15 python3-psycopg python3-pytest
   python3-asyncpg python3-prometheus-client python3-yaml chromium fonts-dejavu-core
 )

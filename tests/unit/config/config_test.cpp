@@ -152,6 +152,39 @@ server_reset_query = ""
   CHECK(app.server_reset_query.empty());
 }
 
+TEST_CASE("client TLS keys are stored with their paths resolved", "[config]") {
+  const Config config = parse_ok(R"(auth_type = "trust"
+client_tls_mode = "require"
+client_tls_cert_file = "tls/server.crt"
+client_tls_key_file = "/etc/sluice/server.key"
+[servers.main]
+[databases.app]
+)",
+                                 "conf/sluice.toml");
+  CHECK(config.client_tls_mode == ClientTlsMode::Require);
+  CHECK(config.client_tls_cert_file == "conf/tls/server.crt");
+  CHECK(config.client_tls_key_file == "/etc/sluice/server.key");
+  CHECK(parse_ok("auth_type = \"trust\"\n[servers.main]\n[databases.app]\n").client_tls_mode ==
+        ClientTlsMode::Disable);
+}
+
+TEST_CASE("client TLS needs a certificate and a key unless disabled", "[config]") {
+  const std::string tail = "[servers.main]\n[databases.app]\n";
+  CHECK(errors_of("auth_type = \"trust\"\nclient_tls_mode = \"prefer\"\n" + tail) ==
+        std::vector<std::string>{
+            "t.toml:2: client_tls_cert_file: required unless client_tls_mode is \"disable\"",
+            "t.toml:2: client_tls_key_file: required unless client_tls_mode is \"disable\""});
+  CHECK(errors_of("auth_type = \"trust\"\nclient_tls_mode = \"allow\"\n"
+                  "client_tls_cert_file = \"c\"\n" +
+                  tail) ==
+        std::vector<std::string>{
+            "t.toml:2: client_tls_key_file: required unless client_tls_mode is \"disable\""});
+  CHECK(errors_of("auth_type = \"trust\"\nclient_tls_cert_file = \"\"\n" + tail) ==
+        std::vector<std::string>{"t.toml:2: client_tls_cert_file: must not be empty"});
+  CHECK(parse_ok("auth_type = \"trust\"\nclient_tls_mode = \"disable\"\n" + tail)
+            .client_tls_cert_file.empty());
+}
+
 TEST_CASE("auth_type trust needs no auth_file", "[config]") {
   const Config config = parse_ok("auth_type = \"trust\"\n[servers.main]\n[databases.app]\n");
   CHECK(config.auth_type == AuthType::Trust);

@@ -45,6 +45,10 @@ std::string with_key(const KeyInfo& key, const std::string& value, int& line) {
     line = lines;
   }
   if (key.name != "auth_file") add("auth_file = \"users.txt\"\n");
+  if (key.name == "client_tls_mode") {
+    add("client_tls_cert_file = \"server.crt\"\n");  // needed unless the mode is "disable"
+    add("client_tls_key_file = \"server.key\"\n");
+  }
   add("[servers.main]\n");
   if (key.section == Section::Server) {
     add(assignment);
@@ -109,7 +113,7 @@ TEST_CASE("every key is declared once with a type, a description and a way to st
     CHECK((key.type == KeyType::Enum) == !key.allowed.empty());
     if (key.type == KeyType::Integer || key.type == KeyType::Interval) CHECK(key.min <= key.max);
   }
-  CHECK(seen.size() == 57);
+  CHECK(seen.size() == 60);
   CHECK(find_key(Section::Global, "pool_size") == nullptr);
   CHECK(find_key(Section::Database, "listen") == nullptr);
   CHECK(find_key(Section::Bulkhead, "user") == nullptr);  // it is match.user
