@@ -371,7 +371,8 @@ def section_idle(res: Results, goals: list) -> str:
                       "bytes per client", "fresh connect+query ms", "fresh query ms",
                       "time to open s", "notes"], rows))
     out.append("\nBytes per client: the pooler's VmRSS (from /proc/PID/status) with the clients "
-               "held minus before, over the clients connected; for direct, the PSS of all "
+               "held minus before, over the clients connected, in a pooler process started afresh "
+               "for each measurement (one that has served load reuses its freed heap); for direct, the PSS of all "
                "PostgreSQL processes instead. Fresh connect+query: a new SCRAM connection and "
                "`SELECT abalance ... WHERE aid = 1` while the clients are held (median of 5). "
                "Direct stops after 1000 refusals (PostgreSQL's max_connections is 400, 3 reserved "

@@ -562,6 +562,10 @@ def idle(b: Bench) -> None:
                     continue
                 t = b.targets[name]
                 note = b.ensure_up(t)
+                if t.pooler is not None:
+                    # Memory per client is the RSS growth of a fresh process (see restart_fresh).
+                    t.pooler.restart_fresh()
+                    t.port = t.pooler.port
                 m = idle_once(b, t, n)
                 note = note or b.check_alive_after(t)
                 b.record("idle", name, {"clients": n, "pool_mode": t.pool_mode}, rep, m,
