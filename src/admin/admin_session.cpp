@@ -68,11 +68,9 @@ Next handle_message(pr::ByteView msg, AdminRole role, AdminActions& actions, boo
   }
 }
 
-}  // namespace
-
 // As PgBouncer's: PAUSE is answered once the paused databases' running transactions (and, in
 // session pooling, sessions) are over, so that what a script does next meets a quiet database.
-// It stops waiting if the database is resumed meanwhile or the console client goes away.
+// It stops waiting if the database is resumed meanwhile or the session is closed (shutdown).
 awaitable<void> wait_for_pause(Socket& client, AdminActions& actions,
                                const std::vector<std::string>& paused) {
   asio::steady_timer poll(client.get_executor());
@@ -85,6 +83,8 @@ awaitable<void> wait_for_pause(Socket& client, AdminActions& actions,
     }
   }
 }
+
+}  // namespace
 
 awaitable<void> serve_admin(Socket& client, ReadBuffer& in, AdminRole role, AdminActions& actions,
                             std::uint32_t max_message_size) {
