@@ -304,6 +304,28 @@ std::optional<std::string_view> read_command_complete(ByteView msg) {
   return read_single_string(msg, be::kCommandComplete);
 }
 
+std::optional<std::vector<std::optional<std::string_view>>> read_data_row(ByteView msg) {
+  auto c = open(msg, be::kDataRow);
+  if (!c) return std::nullopt;
+  const auto count = c->u16();
+  if (!count) return std::nullopt;
+  std::vector<std::optional<std::string_view>> columns;
+  columns.reserve(*count);
+  for (std::uint16_t i = 0; i < *count; ++i) {
+    const auto length = c->i32();
+    if (!length || *length < -1) return std::nullopt;
+    if (*length == -1) {
+      columns.emplace_back(std::nullopt);
+      continue;
+    }
+    const auto value = c->bytes(static_cast<std::size_t>(*length));
+    if (!value) return std::nullopt;
+    columns.emplace_back(as_chars(*value));
+  }
+  if (!c->at_end()) return std::nullopt;
+  return columns;
+}
+
 // ---- frontend queries ----
 
 std::optional<std::string_view> read_query(ByteView msg) {

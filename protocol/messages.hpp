@@ -206,4 +206,8 @@ std::optional<Execute> read_execute(ByteView msg);
 // CommandComplete ('C'): the command tag.
 std::optional<std::string_view> read_command_complete(ByteView msg);
 
+// DataRow ('D'): its column values as text or bytes (nullopt for SQL NULL). Fails when the
+// declared lengths do not cover the body exactly.
+std::optional<std::vector<std::optional<std::string_view>>> read_data_row(ByteView msg);
+
 }  // namespace sluice::protocol

@@ -146,96 +146,119 @@ bool is_advisory_lock_function(std::string_view w) {
          iequals(w, "pg_try_advisory_lock") || iequals(w, "pg_try_advisory_lock_shared");
 }
 
-SessionFeature classify_set(const std::vector<std::string_view>& w, bool reset) {
+// SET or RESET (w[0]) of one statement.
+SessionUse classify_set(const std::vector<std::string_view>& w, bool reset) {
+  SessionUse use;
   std::size_t i = 1;
+  bool session_scope = false;
   if (i < w.size() && (iequals(w[i], "SESSION") || iequals(w[i], "LOCAL"))) {
-    if (iequals(w[i], "LOCAL")) return SessionFeature::None;  // ends with the transaction
+    if (iequals(w[i], "LOCAL")) return use;  // ends with the transaction
+    session_scope = true;
     ++i;
   }
-  if (i >= w.size()) return SessionFeature::None;
+  if (i >= w.size()) return use;
   std::string_view name = w[i];
   if (!reset && (iequals(name, "TRANSACTION") || iequals(name, "CONSTRAINTS"))) {
-    return SessionFeature::None;  // transaction-scoped
+    return use;  // transaction-scoped
+  }
+  // Who the session acts as: neither shows in pg_settings nor may be handed to another client.
+  // Resetting them is harmless (a client that set them is pinned already).
+  if (iequals(name, "ROLE") || iequals(name, "session_authorization") ||
+      (session_scope && iequals(name, "AUTHORIZATION"))) {
+    if (!reset) use.pin = SessionFeature::SetRole;
+    return use;
   }
   if (iequals(name, "TIME") && i + 1 < w.size() && iequals(w[i + 1], "ZONE")) name = "TimeZone";
   if (iequals(name, "NAMES")) name = "client_encoding";
-  // RESET ALL returns every parameter to its default: nothing session-specific remains.
-  if (reset && iequals(name, "ALL")) return SessionFeature::None;
-  return is_reported_parameter(name) ? SessionFeature::None : SessionFeature::SetUnreported;
+  // ParameterStatus tells Sluice the new value of a reported parameter; any other change (RESET
+  // ALL, SESSION CHARACTERISTICS, an unreported name) is read back from the server.
+  use.settings = !is_reported_parameter(name);
+  return use;
 }
 
-SessionFeature classify(const std::vector<std::string_view>& w) {
-  if (w.empty()) return SessionFeature::None;
+// One statement's words.
+SessionUse classify(const std::vector<std::string_view>& w) {
+  SessionUse use;
+  if (w.empty()) return use;
   for (std::string_view word : w) {
-    if (is_advisory_lock_function(word)) return SessionFeature::AdvisoryLock;
+    if (is_advisory_lock_function(word)) use.pin = SessionFeature::AdvisoryLock;
+    if (iequals(word, "set_config")) use.settings = true;  // either scope: reading back is safe
   }
+  if (use.pin != SessionFeature::None) return use;
   std::string_view first = w[0];
-  if (iequals(first, "LISTEN")) return SessionFeature::Listen;
-  if (iequals(first, "PREPARE")) return SessionFeature::Prepare;
-  if (iequals(first, "DECLARE")) {
+  if (iequals(first, "LISTEN")) {
+    use.pin = SessionFeature::Listen;
+  } else if (iequals(first, "PREPARE")) {
+    use.pin = SessionFeature::Prepare;
+  } else if (iequals(first, "DECLARE")) {
     for (std::size_t i = 1; i + 1 < w.size(); ++i) {
-      if (iequals(w[i], "WITH") && iequals(w[i + 1], "HOLD")) return SessionFeature::HoldCursor;
+      if (iequals(w[i], "WITH") && iequals(w[i + 1], "HOLD")) use.pin = SessionFeature::HoldCursor;
     }
-    return SessionFeature::None;
-  }
-  if (iequals(first, "CREATE")) {
+  } else if (iequals(first, "CREATE")) {
     for (std::size_t i = 1; i < w.size() && i < 4; ++i) {
-      if (iequals(w[i], "TEMP") || iequals(w[i], "TEMPORARY")) return SessionFeature::TempObject;
+      if (iequals(w[i], "TEMP") || iequals(w[i], "TEMPORARY")) use.pin = SessionFeature::TempObject;
     }
-    return SessionFeature::None;
+  } else if (iequals(first, "SET") || iequals(first, "RESET")) {
+    SessionUse set = classify_set(w, iequals(first, "RESET"));
+    use.pin = set.pin;
+    use.settings = use.settings || set.settings;
+  } else if (iequals(first, "DISCARD")) {
+    // DISCARD ALL is RESET ALL plus DEALLOCATE ALL (and more); the other forms keep both.
+    if (w.size() == 2 && iequals(w[1], "ALL")) use.settings = use.drops_statements = true;
+  } else if (iequals(first, "DEALLOCATE")) {
+    const std::size_t i = w.size() > 1 && iequals(w[1], "PREPARE") ? 2 : 1;
+    if (w.size() == i + 1 && iequals(w[i], "ALL")) use.drops_statements = true;
   }
-  if (iequals(first, "SET")) return classify_set(w, false);
-  if (iequals(first, "RESET")) return classify_set(w, true);
-  return SessionFeature::None;
+  return use;
 }
 
-// ---- Prefilter: text in which the lexer cannot find a feature (bench/PROFILE.md, C3) ----------
+// ---- Prefilter: text in which the lexer cannot find anything (bench/PROFILE.md, C3) -----------
 //
-// classify() reports a feature only for a statement whose first word is LISTEN, PREPARE, DECLARE,
-// CREATE, SET or RESET, or that has a word naming an advisory-lock function (each name contains
-// "advisory"). Every word the lexer yields is a piece of the text (an identifier, or the inside of
-// a quoted identifier), compared with iequals, which folds ASCII only (Sluice never changes the C
-// locale). So text in which none of these words occurs, ignoring ASCII case, needs no lexing.
-// Doubtful cases count as occurrences: a false alarm only costs the lexer's pass.
+// classify() reports something only for a statement whose first word is LISTEN, PREPARE, DECLARE,
+// CREATE, SET, RESET, DISCARD or DEALLOCATE, or that has a word naming an advisory-lock function
+// (each name contains "advisory") or set_config (which contains "config"). Every word the lexer
+// yields is a piece of the text (an identifier, or the inside of a quoted identifier), compared
+// with iequals, which folds ASCII only (Sluice never changes the C locale). So text in which none
+// of these words occurs, ignoring ASCII case, needs no lexing. Doubtful cases count as
+// occurrences: a false alarm only costs the lexer's pass.
 
 struct Trigger {
   std::string_view word;  // lower case
   bool first_word;        // only as a statement's first word (else anywhere, even inside a word)
 };
-// No two share a first letter (checked below), so a byte names at most one candidate.
-constexpr std::array<Trigger, 7> kTriggers = {{{"advisory", false},
-                                               {"create", true},
-                                               {"declare", true},
-                                               {"listen", true},
-                                               {"prepare", true},
-                                               {"reset", true},
-                                               {"set", true}}};
+constexpr std::array<Trigger, 10> kTriggers = {{{"advisory", false},
+                                                {"config", false},
+                                                {"create", true},
+                                                {"deallocate", true},
+                                                {"declare", true},
+                                                {"discard", true},
+                                                {"listen", true},
+                                                {"prepare", true},
+                                                {"reset", true},
+                                                {"set", true}}};
 
 struct TriggerTable {
-  // For a byte that starts a trigger (either case): the trigger's second letter and its index + 1.
-  std::array<unsigned char, 256> second{};
-  std::array<unsigned char, 256> index{};
+  // For each byte: the triggers starting with it (either case), one bit each.
+  std::array<std::uint16_t, 256> starting{};
   constexpr TriggerTable() {
     for (std::size_t t = 0; t < kTriggers.size(); ++t) {
       const auto lower = static_cast<unsigned char>(kTriggers[t].word[0]);
       for (unsigned char c : {lower, static_cast<unsigned char>(lower & ~0x20u)}) {
-        second[c] = static_cast<unsigned char>(kTriggers[t].word[1]);
-        index[c] = static_cast<unsigned char>(t + 1);
+        starting[c] = static_cast<std::uint16_t>(starting[c] | (1u << t));
       }
     }
   }
 };
 constexpr TriggerTable kTriggerTable{};
 
-// Lower-case ASCII letters only (fold() compares them), at least two, distinct first letters.
+// Lower-case ASCII letters only (fold() compares them), at least two, and few enough for the
+// table's bits.
 constexpr bool triggers_well_formed() {
-  for (std::size_t a = 0; a < kTriggers.size(); ++a) {
-    if (kTriggers[a].word.size() < 2) return false;
-    for (char c : kTriggers[a].word) {
+  if (kTriggers.size() > 16) return false;
+  for (const Trigger& t : kTriggers) {
+    if (t.word.size() < 2) return false;
+    for (char c : t.word) {
       if (c < 'a' || c > 'z') return false;
-    }
-    for (std::size_t b = a + 1; b < kTriggers.size(); ++b) {
-      if (kTriggers[a].word[0] == kTriggers[b].word[0]) return false;
     }
   }
   return true;
@@ -260,21 +283,25 @@ bool may_start_statement(std::string_view s, std::size_t i, std::size_t end) {
   return i == 0 || !is_word_char(s[i - 1]);
 }
 
-// Whether a trigger occurs at s[i], given that its first two letters do.
+// Whether a trigger occurs at s[i].
 bool trigger_at(std::string_view s, std::size_t i) {
-  const Trigger& t = kTriggers[kTriggerTable.index[static_cast<unsigned char>(s[i])] - 1u];
-  if (s.size() - i < t.word.size()) return false;
-  for (std::size_t k = 2; k < t.word.size(); ++k) {
-    if (fold(s[i + k]) != static_cast<unsigned char>(t.word[k])) return false;
+  for (unsigned bits = kTriggerTable.starting[static_cast<unsigned char>(s[i])]; bits != 0;
+       bits &= bits - 1) {
+    const Trigger& t = kTriggers[static_cast<std::size_t>(std::countr_zero(bits))];
+    if (s.size() - i < t.word.size()) continue;
+    bool same = true;
+    for (std::size_t k = 1; k < t.word.size() && same; ++k) {
+      same = fold(s[i + k]) == static_cast<unsigned char>(t.word[k]);
+    }
+    if (same && (!t.first_word || may_start_statement(s, i, i + t.word.size()))) return true;
   }
-  return !t.first_word || may_start_statement(s, i, i + t.word.size());
+  return false;
 }
 
 // Looks for a trigger starting in s[from, to), to < s.size().
 bool scan_triggers(std::string_view s, std::size_t from, std::size_t to) {
   for (std::size_t i = from; i < to; ++i) {
-    if (kTriggerTable.second[static_cast<unsigned char>(s[i])] == fold(s[i + 1]) &&
-        trigger_at(s, i)) {
+    if (kTriggerTable.starting[static_cast<unsigned char>(s[i])] != 0 && trigger_at(s, i)) {
       return true;
     }
   }
@@ -338,10 +365,12 @@ const char* to_string(SessionFeature f) {
       return "temp_object";
     case SessionFeature::AdvisoryLock:
       return "advisory_lock";
-    case SessionFeature::SetUnreported:
-      return "set_unreported";
+    case SessionFeature::SetRole:
+      return "set_role";
     case SessionFeature::NamedStatement:
       return "named_statement";
+    case SessionFeature::SettingsUnread:
+      return "settings_unread";
   }
   return "unknown";
 }
@@ -366,10 +395,10 @@ bool is_reported_parameter(std::string_view name) {
   return false;
 }
 
-SessionFeature detect_session_feature(std::string_view sql) {
+SessionUse inspect_session_use(std::string_view sql) {
   // Most SQL contains none of the trigger words: skip the lexer (bench/PROFILE.md, C3).
-  if (!detail::may_use_session_state(sql)) return SessionFeature::None;
-  return detail::detect_session_feature_lexer(sql);
+  if (!detail::may_use_session_state(sql)) return {};
+  return detail::inspect_session_use_lexer(sql);
 }
 
 namespace detail {
@@ -395,15 +424,18 @@ bool may_use_session_state(std::string_view sql) {
   return scan_triggers(sql, 0, sql.size() - 1);
 }
 
-SessionFeature detect_session_feature_lexer(std::string_view sql) {
+SessionUse inspect_session_use_lexer(std::string_view sql) {
   Lexer lexer(sql);
   // Called for every Query and Parse under transaction pooling: reuse the word list's storage.
   thread_local std::vector<std::string_view> words;
+  SessionUse use;
   while (lexer.next_statement(words)) {
-    SessionFeature f = classify(words);
-    if (f != SessionFeature::None) return f;
+    const SessionUse one = classify(words);
+    if (use.pin == SessionFeature::None) use.pin = one.pin;
+    use.settings = use.settings || one.settings;
+    use.drops_statements = use.drops_statements || one.drops_statements;
   }
-  return SessionFeature::None;
+  return use;
 }
 
 }  // namespace detail

@@ -1,6 +1,7 @@
 #include "protocol/statements.hpp"
 
 #include "protocol/messages.hpp"
+#include "protocol/session_features.hpp"
 #include "protocol/text.hpp"
 
 #include <cctype>
@@ -189,6 +190,14 @@ std::string_view StatementMapper::client_name_of(std::string_view backend_name) 
   return {};
 }
 
+StatementDef StatementMapper::make_def(std::shared_ptr<const std::string> body) const {
+  // The body starts with the query as a C string.
+  const std::string_view query(body->c_str());
+  StatementDef def{name_fn_(*body), std::move(body)};
+  def.sets_settings = inspect_session_use(query).settings;
+  return def;
+}
+
 const StatementDef* StatementMapper::find(std::string_view client_name) const {
   auto it = statements_.find(std::string(client_name));
   return it == statements_.end() ? nullptr : &it->second;
@@ -240,7 +249,7 @@ StatementMapper::Outcome StatementMapper::rewrite_parse(ByteView msg, BackendSta
     edits.expect(ResponseEdits::Edit::Keep);
     return Outcome::Rewritten;
   }
-  StatementDef def{name_fn_(*body), body};
+  StatementDef def = make_def(body);
   statements_[std::string(parse->statement)] = def;
   const std::string* have = cache.find(def.backend_name);
   if (have != nullptr && *have == *body) {
@@ -269,7 +278,7 @@ bool StatementMapper::define(ByteView parse_msg) {
   auto body = std::make_shared<const std::string>(
       reinterpret_cast<const char*>(parse_msg.data()) + body_offset,
       parse_msg.size() - body_offset);
-  statements_[std::string(parse->statement)] = StatementDef{name_fn_(*body), std::move(body)};
+  statements_[std::string(parse->statement)] = make_def(std::move(body));
   return true;
 }
 
@@ -320,6 +329,7 @@ StatementMapper::Outcome StatementMapper::rewrite_query(ByteView msg, BackendSta
 StatementMapper::Outcome StatementMapper::rewrite(ByteView msg, BackendStatementCache& cache,
                                                   ResponseEdits& edits, Buffer& out) {
   if (msg.empty()) return Outcome::Malformed;
+  last_bind_settings_ = nullptr;
   switch (static_cast<char>(msg[0])) {
     case 'P':
       return rewrite_parse(msg, cache, edits, out);
@@ -329,6 +339,7 @@ StatementMapper::Outcome StatementMapper::rewrite(ByteView msg, BackendStatement
       if (bind->statement.empty()) return Outcome::Forward;
       const StatementDef* def = find(bind->statement);
       if (def == nullptr) return Outcome::Forward;  // the server reports it does not exist
+      if (def->sets_settings) last_bind_settings_ = def->body.get();
       ensure_prepared(*def, cache, edits, out);
       MessageWriter(out)
           .begin('B')
@@ -370,6 +381,7 @@ StatementMapper::Outcome StatementMapper::rewrite_bind_prefix(ByteView prefix, s
                                                               BackendStatementCache& cache,
                                                               ResponseEdits& edits, Buffer& out,
                                                               std::size_t& consumed) {
+  last_bind_settings_ = nullptr;
   // 'B', int32 length, portal\0, statement\0, ...
   if (prefix.size() < 5 || static_cast<char>(prefix[0]) != 'B') return Outcome::Malformed;
   auto cstring_end = [&](std::size_t from) -> std::size_t {
@@ -388,6 +400,7 @@ StatementMapper::Outcome StatementMapper::rewrite_bind_prefix(ByteView prefix, s
   if (stmt.empty()) return Outcome::Forward;
   const StatementDef* def = find(stmt);
   if (def == nullptr) return Outcome::Forward;
+  if (def->sets_settings) last_bind_settings_ = def->body.get();
   ensure_prepared(*def, cache, edits, out);
   consumed = stmt_end + 1;
   const std::size_t rest = std::size_t{total} + 1 - consumed;  // bytes after the names

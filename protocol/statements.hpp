@@ -103,6 +103,7 @@ class ResponseEdits {
 struct StatementDef {
   std::string backend_name;
   std::shared_ptr<const std::string> body;  // Parse body after the name: query, types
+  bool sets_settings = false;  // its query may change session settings (inspect_session_use)
 };
 
 class StatementMapper {
@@ -138,6 +139,14 @@ class StatementMapper {
   bool empty() const { return statements_.empty(); }
   // A client Parse failed (or was skipped after an error): the name is not defined after all.
   void forget(const std::string& client_name) { statements_.erase(client_name); }
+  // The client's DISCARD ALL or DEALLOCATE ALL dropped every statement of its session.
+  void forget_all() { statements_.clear(); }
+  // When the last message rewrite() handled was a Bind of a named statement whose query may
+  // change session settings (its execution must be followed by a read-back of them): that query;
+  // else "". Valid until the mapper next changes.
+  std::string_view last_bind_settings_query() const {
+    return last_bind_settings_ == nullptr ? std::string_view() : last_bind_settings_->c_str();
+  }
   const StatementDef* find(std::string_view client_name) const;
   // This client's name for a backend statement ("" if none): error texts show the client's names.
   std::string_view client_name_of(std::string_view backend_name) const;
@@ -153,8 +162,11 @@ class StatementMapper {
   void ensure_prepared(const StatementDef& def, BackendStatementCache& cache, ResponseEdits& edits,
                        Buffer& out);
 
+  StatementDef make_def(std::shared_ptr<const std::string> body) const;
+
   NameFn name_fn_;
   std::unordered_map<std::string, StatementDef> statements_;  // client name -> definition
+  const std::string* last_bind_settings_ = nullptr;           // a StatementDef's body
 };
 
 }  // namespace sluice::protocol

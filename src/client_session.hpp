@@ -82,6 +82,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void skip_client_message(const protocol::ScanStep& step, std::size_t at, std::size_t& run_start,
                            bool body_follows);
   void detach_backend();
+  // Session settings (session_settings.cpp).
   awaitable<std::optional<BackendError>> sync_parameters(bool login);
   void pin(protocol::SessionFeature why);
   void set_terminate_reason(std::string_view sqlstate, std::string_view message);
@@ -118,10 +119,16 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Backend to client: completion handlers, not a coroutine, from the backend's attach until its
   // detach (or the session's end); backend_pump_running_ says whether it is running.
   void start_backend_pump();
+  void use_relay_backend_scanner();  // the backend scanner of the relay (after a read-back)
   void read_backend();
   void on_backend_read(error_code ec, std::size_t n);
   bool forward_backend_batch();
   bool finish_backend_batch(std::size_t fwd, bool framing_lost, error_code write_ec);
+  void note_settings_change(std::string_view sql);
+  bool hand_back();
+  bool start_settings_readback();
+  void on_readback_message(protocol::ByteView msg);
+  void forget_lost_statements(protocol::ByteView msg);
   void end_backend_pump(error_code ec, bool client_gone);
   void backend_pump_failed();
   void backend_pump_stopped();
@@ -148,8 +155,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::uint32_t key_secret_ = 0;
   CancelRegistry::Slot* cancel_slot_ = nullptr;  // key_pid_'s, until ~ClientSession
   bool counted_ = false;
-  bool tx_mode_ = false;          // transaction pooling for this client's database
-  bool pinned_ = false;           // uses session state: keeps its backend until it leaves
+  bool tx_mode_ = false;  // transaction pooling for this client's database
+  bool pinned_ = false;   // uses session state: keeps its backend until it leaves
+  // Transaction pooling: the transaction under way may have changed an unreported setting, to be
+  // read back from the backend before it is handed back (hand_back()).
+  bool settings_changed_ = false;
   bool idle_listed_ = false;      // in this thread's list of idle clients (list_idle())
   bool idle_seen_ = false;        // a sweep has seen it listed
   bool park_requested_ = false;   // the sweep cancelled its wait so that it parks
@@ -227,6 +237,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::chrono::steady_clock::time_point attached_at_{};  // when backend_ was attached
   std::uint64_t idle_tx_generation_ = 0;                 // bumped on every disarm
   std::unique_ptr<std::pair<std::string, std::string>> terminate_reason_;  // SQLSTATE, message
+  // While the backend answers Sluice's read-back of its settings (start_settings_readback()).
+  struct SettingsReadback {
+    Params rows;  // (name, setting)
+    bool failed = false;
+  };
+  std::unique_ptr<SettingsReadback> readback_;
+  // Custom parameter names ("myapp.tenant") the transaction's SQL may set, for the read-back.
+  std::unique_ptr<std::vector<std::string>> custom_names_;
 };
 
 }  // namespace sluice

@@ -5,6 +5,7 @@
 // message waiting for its Sync, no message half-sent in either direction).
 #include "protocol/messages.hpp"
 #include "protocol/session_features.hpp"
+#include "protocol/session_settings.hpp"
 #include "protocol/stream_scanner.hpp"
 #include "src/auth/md5.hpp"
 #include "src/client_session.hpp"
@@ -41,15 +42,12 @@ const pr::StreamScanner::InspectSet kBackendInspect =
 const pr::StreamScanner::InspectSet kBackendInspectTransaction =
     pr::make_inspect_set(pr::be::kReadyForQuery, pr::be::kParameterStatus, pr::be::kParseComplete,
                          pr::be::kCloseComplete, pr::be::kErrorResponse);
+// While Sluice reads a backend's settings back (start_settings_readback()).
+const pr::StreamScanner::InspectSet kBackendInspectReadback = pr::make_inspect_set(
+    pr::be::kReadyForQuery, pr::be::kParameterStatus, pr::be::kDataRow, pr::be::kErrorResponse);
 
-// Reported parameters a client cannot change; never part of parameter sync.
-bool is_settable(std::string_view name) {
-  for (std::string_view fixed : {"server_version", "server_encoding", "integer_datetimes",
-                                 "is_superuser", "in_hot_standby", "session_authorization"}) {
-    if (iequals(fixed, name)) return false;
-  }
-  return true;
-}
+// Reported parameters a client cannot change are never part of parameter sync.
+bool is_settable(std::string_view name) { return !pr::is_fixed_parameter(name); }
 
 std::string_view text_of(pr::ByteView v) {
   return {reinterpret_cast<const char*>(v.data()), v.size()};
@@ -259,62 +257,6 @@ void ClientSession::detach_backend() {
   if (series_ != nullptr) series_->observe_transaction(held);
 }
 
-// Brings the backend's parameters in line with what this client expects. At login the client
-// expects the server's defaults overlaid with its startup parameters; later, the values it has
-// seen (params_, kept up to date from ParameterStatus). One pipelined query of SET and
-// RESET statements; nothing when the backend already matches, which is the common case.
-awaitable<std::optional<BackendError>> ClientSession::sync_parameters(bool login) {
-  Backend& b = *backend_;
-  Params login_desired;
-  if (login) {
-    for (const auto& [name, value] : b.defaults) {
-      if (is_settable(name)) login_desired.emplace_back(name, value);
-    }
-    for (const auto& [name, value] : *params_) set_param(login_desired, name, value);
-  }
-  // After login the client's own list is what it expects (no copy: this runs per transaction).
-  const Params& desired = login ? login_desired : params_->params();
-  // The common case: this backend was last brought in line with exactly these settings (sets in
-  // use are interned, and the backend holds its set: same settings, same pointer).
-  if (!login && b.synced_params != nullptr && b.synced_params == params_) {
-    co_return std::nullopt;
-  }
-  std::string sql;
-  for (const auto& [name, value] : desired) {
-    if (!is_settable(name) || b.known_value(name) == value) continue;
-    sql += "SET " + quote_ident(name) + " TO " + quote_literal(value) + ";";
-    if (!pr::is_reported_parameter(name)) set_param(b.applied, name, value);
-  }
-  for (auto it = b.applied.begin(); it != b.applied.end();) {
-    if (find_param(desired, it->first) == nullptr) {
-      sql += "RESET " + quote_ident(it->first) + ";";
-      it = b.applied.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  if (!sql.empty()) {
-    auto err = co_await run_internal_query(b, sql, rt_.config()->max_message_size);
-    if (err) {
-      backend_failed_ = true;  // its settings are now unknown: never reuse it
-      co_return err;
-    }
-  }
-  if (login) {
-    // From now on the client's expectations are complete and in the server's spelling.
-    Params settled;
-    for (const auto& [name, value] : b.reported) {
-      if (is_settable(name)) settled.emplace_back(name, value);
-    }
-    for (const auto& [name, value] : desired) {
-      if (!pr::is_reported_parameter(name)) set_param(settled, name, value);
-    }
-    params_ = ParamSetTable::process().intern(std::move(settled));
-  }
-  b.synced_params = params_;
-  co_return std::nullopt;
-}
-
 void ClientSession::set_terminate_reason(std::string_view sqlstate, std::string_view message) {
   if (!terminate_reason_) {
     terminate_reason_ = std::make_unique<std::pair<std::string, std::string>>(sqlstate, message);
@@ -331,16 +273,29 @@ void ClientSession::pin(pr::SessionFeature why) {
 void ClientSession::inspect_client_message(pr::ByteView msg, bool complete) {
   if (!tx_mode_ || pinned_) return;
   char type = static_cast<char>(msg[0]);
+  std::string_view sql;
   if (type == pr::fe::kQuery) {
     // A partial Query (longer than kInspectMax) is checked on the bytes present.
-    std::string_view sql = complete ? pr::read_query(msg).value_or("") : text_of(msg.subspan(5));
-    pr::SessionFeature f = pr::detect_session_feature(sql);
-    if (f != pr::SessionFeature::None) pin(f);
+    sql = complete ? pr::read_query(msg).value_or("") : text_of(msg.subspan(5));
   } else if (type == pr::fe::kParse) {
     auto parse = complete ? pr::read_parse(msg) : std::nullopt;
     if (!parse) return;  // named statements are rewritten, not pinned; a huge one is refused
-    pr::SessionFeature f = pr::detect_session_feature(parse->query);
-    if (f != pr::SessionFeature::None) pin(f);
+    sql = parse->query;
+  } else {
+    return;
+  }
+  const pr::SessionUse use = pr::inspect_session_use(sql);
+  if (use.pin != pr::SessionFeature::None) {
+    pin(use.pin);
+  } else if (use.settings) {
+    note_settings_change(sql);
+  }
+  if (use.drops_statements) {
+    // DISCARD ALL or DEALLOCATE ALL wherever it stands in the text: the backend will hold none of
+    // this client's statements, nor any other (protocol::StatementMapper handles the plain forms
+    // the same way when it rewrites the message).
+    statements_.forget_all();
+    backend_->statements.clear();
   }
 }
 
@@ -605,12 +560,16 @@ void ClientSession::start_backend_pump() {
   backend_pump_running_ = true;
   woken_for_detach_ = false;
   backend_need_ = 0;
-  backend_scanner_ = pr::StreamScanner(pr::Direction::Backend, max_message_,
-                                       tx_mode_ ? kBackendInspectTransaction : kBackendInspect);
+  use_relay_backend_scanner();
   // A backend of another thread's io_context completes there: its handlers are then bound to
   // this session's executor.
   backend_same_thread_ = backend_->socket.get_executor() == client_.get_executor();
   read_backend();
+}
+
+void ClientSession::use_relay_backend_scanner() {
+  backend_scanner_ = pr::StreamScanner(pr::Direction::Backend, max_message_,
+                                       tx_mode_ ? kBackendInspectTransaction : kBackendInspect);
 }
 
 void ClientSession::read_backend() {
@@ -639,12 +598,7 @@ void ClientSession::on_backend_read(error_code ec, std::size_t n) {
       // Woken by relay() after its write (see there). By now relay() may have sent the client's
       // next message to this backend: then there is nothing to hand back; read on.
       woken_for_detach_ = false;
-      if (can_detach()) {
-        detach_backend();
-        backend_pump_stopped();
-        return;
-      }
-      read_backend();
+      if (!can_detach() || hand_back()) read_backend();
       return;
     }
     if (ec) {
@@ -693,6 +647,14 @@ bool ClientSession::forward_backend_batch() {
       framing_lost = true;
       break;
     }
+    if (readback_) {
+      // The answer to Sluice's own query: none of it reaches the client.
+      if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
+      run_start = fwd + step.n;
+      if (step.kind == pr::ScanStep::Kind::Message) on_readback_message(view.subspan(fwd, step.n));
+      fwd += step.n;
+      continue;
+    }
     if (step.kind == pr::ScanStep::Kind::Message) {
       pr::ByteView msg = view.subspan(fwd, step.n);
       const char type = step.frame.type;
@@ -726,6 +688,7 @@ bool ClientSession::forward_backend_batch() {
         for (const auto& name : batch.not_prepared) b.statements.erase(name);
         for (const auto& name : batch.not_defined) statements_.forget(name);
         if (type == pr::be::kErrorResponse) {
+          forget_lost_statements(msg);
           if (auto renamed = rename_statements_in_error(msg)) {
             // The client must read its own statement names, not Sluice's backend names.
             if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
@@ -791,16 +754,36 @@ bool ClientSession::finish_backend_batch(std::size_t fwd, bool framing_lost, err
     end_backend_pump({}, false);
     return false;
   }
-  if (can_detach()) {
-    detach_backend();  // `b` is no longer ours: do not touch it
-    backend_pump_stopped();
-    return false;
-  }
+  if (can_detach()) return hand_back();  // `b` may no longer be ours: do not touch it
   if (b.tx != pr::TxStatus::Idle && pending_syncs_ == 0 && !unsynced_extended_ &&
       !writing_to_backend_ && !backend_mid_message_) {
     arm_idle_transaction_timer();
   }
   return true;
+}
+
+// The client's transaction is over and nothing is outstanding: the backend goes back to the pool,
+// unless the transaction may have changed session settings; those are read back first, and the
+// backend is handed back once they are known. Returns whether the pump reads on.
+bool ClientSession::hand_back() {
+  if (settings_changed_) return start_settings_readback();
+  detach_backend();
+  backend_pump_stopped();
+  return false;
+}
+
+// An ErrorResponse 26000 (prepared statement does not exist) for a statement Sluice named: the
+// backend lost its statements in a way Sluice did not see (a DISCARD or DEALLOCATE inside a
+// function, say). Its cache is emptied, so every statement is prepared again at its next use.
+void ClientSession::forget_lost_statements(pr::ByteView msg) {
+  if (backend_->statements.size() == 0) return;
+  std::string_view raw(reinterpret_cast<const char*>(msg.data()), msg.size());
+  if (raw.find("\"sluice_") == std::string_view::npos) return;
+  auto fields = pr::read_error_fields(msg);
+  if (!fields || fields->sqlstate() != "26000") return;
+  log::session().warn("backend_statements_lost session={} backend_pid={} cached={}", key_pid_,
+                      backend_->pid, backend_->statements.size());
+  backend_->statements.clear();
 }
 
 // The pump stops with the backend still attached: an error on either side, or the relay's end.
@@ -1191,6 +1174,11 @@ awaitable<void> ClientSession::relay(bool resumed, error_code wake) {
         framing_lost = true;
         break;
       }
+      if (type == pr::fe::kBind && tx_mode_ && !pinned_) {
+        // Its statement may change settings: read back at the end of the transaction.
+        const std::string_view query = statements_.last_bind_settings_query();
+        if (!query.empty()) note_settings_change(query);
+      }
       count_client_message(step.frame.type);
       fwd += step.n;
     }
@@ -1284,8 +1272,11 @@ awaitable<void> ClientSession::cleanup() {
         log::session().warn("backend_reset_failed session={} pid={}", key_pid_, backend_->pid);
         reusable = false;
       }
+      // The reset (DISCARD ALL by default) may have dropped every prepared statement and
+      // setting: nothing of what Sluice knew of them holds any more.
       backend_->applied.clear();
       backend_->synced_params.reset();
+      backend_->statements.clear();
     }
     if (pending_syncs_ > 0 && !backend_failed_ && backend_->remote) {
       // The client left with a query still running: cancel it so the server stops working for

@@ -2,8 +2,9 @@
 
 Reported parameters (TimeZone, application_name) stay per client across many interleaved
 transactions on one or two backends; a client that dies mid-transaction or mid-query leaves no
-transaction, lock or running query behind; session features (LISTEN, temp tables, SET of an
-unreported parameter) pin the client to its backend and keep working; cancel requests reach the
+transaction, lock or running query behind; session settings (SET, RESET, set_config, RESET ALL,
+DISCARD ALL) follow the client from backend to backend; session features (LISTEN, temp tables,
+SET ROLE) pin the client to its backend and keep working; cancel requests reach the
 backend the client is using and nothing else; back-to-back transactions of several clients never
 stall.
 """
@@ -296,30 +297,99 @@ def test_temp_table_client_is_pinned_and_keeps_its_table(sluice):
     assert len(pinned_lines(sluice.log())) == 1
 
 
-@pytest.mark.targets("sluice")
-def test_set_search_path_pins_and_persists(pg, sluice):
+def run_elsewhere(conn, holder, sql):
+    """Runs `sql` on `conn` while `holder` holds, in an open transaction, the backend `conn` used
+    last (idle backends are reused most recently used first, so the holder's transaction gets
+    it): `conn`'s transaction must run on another backend. Returns (rows, backend pid)."""
+    last = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    holder.execute("BEGIN")
+    held = holder.execute("SELECT pg_backend_pid()").fetchone()[0]
+    try:
+        with conn.transaction():
+            rows = conn.execute(sql).fetchall()
+            pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    finally:
+        holder.execute("COMMIT")
+    if TARGET == "sluice":
+        assert held == last and pid != held, (last, held, pid)
+    return rows, pid
+
+
+@pytest.mark.timeout(120)
+def test_session_settings_follow_the_client_to_other_backends(pg, sluice):
+    """SET, RESET, set_config, RESET ALL and DISCARD ALL of unreported parameters do not pin: the
+    settings a client made reach every backend its later transactions use, and no other client
+    sees them. A SET that fails or is rolled back changes nothing."""
     pg.execute("CREATE SCHEMA IF NOT EXISTS elsewhere AUTHORIZATION alice", dbname="app")
     pg.execute("CREATE TABLE IF NOT EXISTS elsewhere.marker (v text)", dbname="app")
+    pg.execute("DELETE FROM elsewhere.marker", dbname="app")
     pg.execute("INSERT INTO elsewhere.marker VALUES ('found it')", dbname="app")
     pg.execute("GRANT ALL ON elsewhere.marker TO alice", dbname="app")
     default_path = pg.execute("SHOW search_path", dbname="app")[0][0]
-    with psycopg.connect(sluice.conninfo(), autocommit=True) as conn, \
-            psycopg.connect(sluice.conninfo(), autocommit=True) as other:
+    show = ("SELECT current_setting('search_path'), current_setting('statement_timeout'),"
+            " current_setting('extra_float_digits'), current_setting('myapp.tenant', true)")
+    default_timeout = pg.execute("SHOW statement_timeout", dbname="app")[0][0]
+    default_digits = pg.execute("SHOW extra_float_digits", dbname="app")[0][0]
+    # No automatic server-side prepares: psycopg 3.1 keeps using its statements after the client's
+    # own DISCARD ALL below (which fails directly against PostgreSQL too).
+    with psycopg.connect(sluice.conninfo(), autocommit=True, prepare_threshold=None) as conn, \
+            psycopg.connect(sluice.conninfo(), autocommit=True) as holder:
         conn.execute("SET search_path = elsewhere, public")
-        assert len(pinned_lines(sluice.log(), "set_unreported")) == 1, sluice.log()
-        for _ in range(5):
-            assert conn.execute("SHOW search_path").fetchone() == ("elsewhere, public",)
+        conn.execute("SET SESSION statement_timeout TO '5s'")
+        conn.execute("SELECT set_config('myapp.tenant', '42', false)")
+        conn.execute("SELECT set_config('extra_float_digits', '2', true)")  # local: no effect
+        for _ in range(3):
+            rows, _ = run_elsewhere(conn, holder, show)
+            assert rows == [("elsewhere, public", "5s", default_digits, "42")]
             assert conn.execute("SELECT v FROM marker").fetchone() == ("found it",)
-            with other.transaction():
-                assert other.execute("SHOW search_path").fetchone() == (default_path,)
-                assert other.execute("SELECT to_regclass('marker')").fetchone() == (None,)
-        # SET LOCAL of it is transaction-scoped and does not pin.
-        other.execute("BEGIN")
-        other.execute("SET LOCAL search_path = elsewhere")
-        assert other.execute("SELECT v FROM marker").fetchone() == ("found it",)
-        other.execute("COMMIT")
-        assert other.execute("SHOW search_path").fetchone() == (default_path,)
-    assert len(pinned_lines(sluice.log())) == 1
+            # The other client's transactions never see them. (A custom parameter that was reset
+            # reads '' where it once existed, NULL elsewhere, as on PostgreSQL.)
+            seen = holder.execute(show).fetchone()
+            assert seen[:3] == (default_path, default_timeout, default_digits)
+            assert seen[3] in (None, "")
+
+        # A SET the server refuses, and one that is rolled back, change nothing.
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            conn.execute("SET statement_timeout = 'soon'")
+        conn.execute("BEGIN")
+        conn.execute("SET search_path = public")
+        conn.execute("ROLLBACK")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute("SET extra_float_digits = 1; SELECT 1 / 0")
+        rows, _ = run_elsewhere(conn, holder, show)
+        assert rows == [("elsewhere, public", "5s", default_digits, "42")]
+
+        # Set inside a committed transaction: kept.
+        with conn.transaction():
+            conn.execute("SET extra_float_digits = 1")
+        rows, _ = run_elsewhere(conn, holder, show)
+        assert rows == [("elsewhere, public", "5s", "1", "42")]
+
+        # RESET of one, then RESET ALL: back to the defaults, on every backend.
+        conn.execute("RESET statement_timeout")
+        rows, _ = run_elsewhere(conn, holder, show)
+        assert rows == [("elsewhere, public", default_timeout, "1", "42")]
+        conn.execute("/* hidden */ SELECT 1; RESET ALL")
+        rows, _ = run_elsewhere(conn, holder, show)
+        assert rows[0][:3] == (default_path, default_timeout, default_digits)
+
+        # DISCARD ALL too.
+        conn.execute("SET search_path = elsewhere")
+        rows, _ = run_elsewhere(conn, holder, show)
+        assert rows[0][0] == "elsewhere"
+        conn.execute("DISCARD ALL")
+        rows, _ = run_elsewhere(conn, holder, show)
+        assert rows[0][0] == default_path
+    assert pinned_lines(sluice.log()) == [], sluice.log()
+
+
+@pytest.mark.targets("sluice")
+def test_set_role_pins(pg, sluice):
+    """SET ROLE is not handed from client to client: the client keeps its backend."""
+    with psycopg.connect(sluice.conninfo(), autocommit=True) as conn:
+        conn.execute("SET ROLE alice")
+        assert len(pinned_lines(sluice.log(), "set_role")) == 1, sluice.log()
+        assert conn.execute("SELECT current_user").fetchone() == ("alice",)
 
 
 # ---- cancel ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ SLUICE_PACKAGES=(
   catch2 libpq-dev openssl
   postgresql-15 postgresql-client-15 python3-psycopg python3-pytest
   python3-asyncpg python3-prometheus-client python3-yaml chromium fonts-dejavu-core
+  default-jdk-headless libpostgresql-jdbc-java ruby-pg
 )
 
 # Prints the packages of SLUICE_PACKAGES that are not installed, one per line.

@@ -47,28 +47,91 @@ TEST_CASE("session-state statements are detected by their keywords", "[protocol]
       Row{"NOTIFY x", F::None}, Row{"UNLISTEN *", F::None}));
 }
 
-TEST_CASE("SET and RESET pin only session-level unreported parameters", "[protocol]") {
-  check_rows(GENERATE(Row{"SET search_path TO x", F::SetUnreported},
-                      Row{"set statement_timeout = 0", F::SetUnreported},
-                      Row{"SET SESSION statement_timeout = '5s'", F::SetUnreported},
-                      Row{"SET application_name = 'x'", F::None},
-                      Row{"SET SESSION application_name TO 'x'", F::None},
-                      Row{"SET TIME ZONE 'UTC'", F::None}, Row{"set timezone = 'UTC'", F::None},
-                      Row{"SET datestyle TO ISO, DMY", F::None}, Row{"SET NAMES 'UTF8'", F::None},
-                      Row{"SET LOCAL search_path TO x", F::None},
-                      Row{"set local statement_timeout = 0", F::None},
-                      Row{"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", F::None},
-                      Row{"SET CONSTRAINTS ALL DEFERRED", F::None},
-                      Row{"SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", F::SetUnreported},
-                      Row{"RESET ALL", F::None}, Row{"RESET search_path", F::SetUnreported},
-                      Row{"RESET application_name", F::None}, Row{"RESET TIME ZONE", F::None},
-                      Row{"SET", F::None}));
+TEST_CASE("SET and RESET pin only for the role; other session settings are replayed",
+          "[protocol]") {
+  check_rows(GENERATE(
+      Row{"SET search_path TO x", F::None}, Row{"set statement_timeout = 0", F::None},
+      Row{"SET ROLE app", F::SetRole}, Row{"set role = 'app'", F::SetRole},
+      Row{"SET SESSION ROLE app", F::SetRole}, Row{"SET SESSION AUTHORIZATION app", F::SetRole},
+      Row{"set session_authorization = 'app'", F::SetRole}, Row{"SET LOCAL ROLE app", F::None},
+      Row{"RESET ROLE", F::None}, Row{"RESET SESSION AUTHORIZATION", F::None},
+      Row{"SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", F::None},
+      Row{"RESET ALL", F::None}, Row{"RESET search_path", F::None}, Row{"SET", F::None}));
+}
+
+// What inspect_session_use() says of one statement: (sql, pin, settings, drops_statements).
+using UseRow = std::tuple<std::string, SessionUse>;
+
+void check_use(const UseRow& row) {
+  const auto& [sql, expected] = row;
+  CAPTURE(sql);
+  const SessionUse got = inspect_session_use(sql);
+  INFO("got pin " << to_string(got.pin) << " settings " << got.settings << " drops "
+                  << got.drops_statements);
+  CHECK(got == expected);
+  CHECK(detail::inspect_session_use_lexer(sql) == expected);
+}
+
+constexpr SessionUse kNothing{};
+constexpr SessionUse kSettings{.settings = true};
+constexpr SessionUse kDrops{.drops_statements = true};
+constexpr SessionUse kDiscardAll{.settings = true, .drops_statements = true};
+
+TEST_CASE("session-level settings changes are seen, whatever their scope or spelling",
+          "[protocol]") {
+  check_use(GENERATE(
+      // Unreported parameters: their new value is read back from the server.
+      UseRow{"SET extra_float_digits = 3", kSettings},
+      UseRow{"SET search_path TO x, \"Y z\", 'w'", kSettings},
+      UseRow{"set SESSION statement_timeout = '5s'", kSettings},
+      UseRow{"SET \"search_path\" = x", kSettings}, UseRow{"SeT myapp.tenant = 42", kSettings},
+      UseRow{"SET work_mem TO DEFAULT", kSettings}, UseRow{"RESET search_path", kSettings},
+      UseRow{"RESET ALL", kSettings}, UseRow{"reset all;", kSettings},
+      UseRow{"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE", kSettings},
+      // set_config, either scope (is_local = true reads back harmlessly), anywhere in a statement.
+      UseRow{"SELECT set_config('search_path', 'x', false)", kSettings},
+      UseRow{"select pg_catalog.SET_CONFIG('a.b', $1, true)", kSettings},
+      UseRow{"SELECT 1 FROM t WHERE set_config('x.y', '1', false) IS NOT NULL", kSettings},
+      // Reported parameters come back in ParameterStatus: nothing to read back.
+      UseRow{"SET application_name = 'x'", kNothing}, UseRow{"SET TIME ZONE 'UTC'", kNothing},
+      UseRow{"SET SESSION application_name TO 'x'", kNothing},
+      UseRow{"set timezone = 'UTC'", kNothing}, UseRow{"SET datestyle TO ISO, DMY", kNothing},
+      UseRow{"SET NAMES 'UTF8'", kNothing}, UseRow{"RESET TIME ZONE", kNothing},
+      UseRow{"RESET application_name", kNothing},
+      // Transaction-scoped: gone with the transaction.
+      UseRow{"SET LOCAL search_path TO x", kNothing},
+      UseRow{"set local statement_timeout = 0", kNothing},
+      UseRow{"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", kNothing},
+      UseRow{"SET CONSTRAINTS ALL DEFERRED", kNothing},
+      // Not a SET statement, or hidden from the lexer.
+      UseRow{"UPDATE t SET a = 1", kNothing}, UseRow{"SELECT 'SET search_path = x'", kNothing},
+      UseRow{"-- SET search_path = x\nSELECT 1", kNothing},
+      UseRow{"SELECT \"set_config\"", kSettings},  // a column of that name: a false alarm only
+      // Statements that drop every prepared statement of the backend.
+      UseRow{"DISCARD ALL", kDiscardAll}, UseRow{"/* c */ discard all", kDiscardAll},
+      UseRow{"SELECT 1; DISCARD ALL", kDiscardAll}, UseRow{"DEALLOCATE ALL", kDrops},
+      UseRow{"deallocate prepare all", kDrops}, UseRow{"DEALLOCATE x", kNothing},
+      UseRow{"DEALLOCATE \"all\"", kDrops},  // the lexer reads quoted words as written
+      UseRow{"DISCARD PLANS", kNothing}, UseRow{"DISCARD TEMP", kNothing},
+      UseRow{"SELECT 'DISCARD ALL'", kNothing}));
+}
+
+TEST_CASE("a statement that pins and one that changes settings are both reported", "[protocol]") {
+  check_use(GENERATE(
+      UseRow{"SET search_path = x; LISTEN ch", SessionUse{.pin = F::Listen, .settings = true}},
+      UseRow{"LISTEN ch; DISCARD ALL",
+             SessionUse{.pin = F::Listen, .settings = true, .drops_statements = true}},
+      UseRow{"SELECT pg_advisory_lock(1), set_config('a.b', '1', false)",
+             SessionUse{.pin = F::AdvisoryLock, .settings = true}},
+      UseRow{"SET ROLE app; SET work_mem = '8MB'",
+             SessionUse{.pin = F::SetRole, .settings = true}}));
 }
 
 TEST_CASE("every statement of a multi-statement string is looked at", "[protocol]") {
   check_rows(GENERATE(Row{"SELECT 1; LISTEN x", F::Listen}, Row{"SELECT 1;LISTEN x;", F::Listen},
                       Row{"LISTEN a; PREPARE p AS SELECT 1", F::Listen},
                       Row{"BEGIN; SET LOCAL search_path TO x; COMMIT", F::None},
+                      Row{"SET search_path = x; SET ROLE app", F::SetRole},
                       Row{"SELECT 1; SELECT pg_advisory_lock(2); SELECT 3", F::AdvisoryLock},
                       Row{"-- a comment ends at the newline\nLISTEN x", F::Listen},
                       Row{"/* a comment */ LISTEN x", F::Listen},
@@ -117,18 +180,19 @@ TEST_CASE("reported parameters are recognised case-insensitively", "[protocol]")
 // can occur: that must never hide one the lexer finds. Returns the first counterexample, if any.
 struct PrefilterCheck {
   std::size_t checked = 0;
-  std::size_t features = 0;  // the lexer found one
+  std::size_t features = 0;  // the lexer found something
   std::size_t skipped = 0;   // the prefilter let the lexer be skipped
   std::string failure;
 
   void operator()(const std::string& sql) {
     ++checked;
-    const F lexer = detail::detect_session_feature_lexer(sql);
+    const SessionUse lexer = detail::inspect_session_use_lexer(sql);
     const bool maybe = detail::may_use_session_state(sql);
-    const F full = detect_session_feature(sql);
-    if (lexer != F::None) ++features;
+    const SessionUse full = inspect_session_use(sql);
+    const bool found = lexer != SessionUse{};
+    if (found) ++features;
     if (!maybe) ++skipped;
-    if ((lexer != F::None && !maybe) || full != lexer) {
+    if ((found && !maybe) || full != lexer) {
       if (failure.empty()) failure = sql;
     }
   }
@@ -137,22 +201,22 @@ struct PrefilterCheck {
 void check_prefilter(const Row& row) {
   const auto& [sql, expected] = row;
   CAPTURE(sql);
-  CHECK(detail::detect_session_feature_lexer(sql) == expected);
+  CHECK(detail::inspect_session_use_lexer(sql).pin == expected);
   CHECK(detect_session_feature(sql) == expected);
   if (expected != F::None) CHECK(detail::may_use_session_state(sql));
+  if (inspect_session_use(sql) != SessionUse{}) CHECK(detail::may_use_session_state(sql));
 }
 
 TEST_CASE("the prefilter keeps every feature the lexer finds, in tricky places", "[protocol]") {
   check_prefilter(GENERATE(
       // Mixed case, and a keyword right at the start, the end, or alone.
-      Row{"LiStEn x", F::Listen}, Row{"sEt search_path = x", F::SetUnreported},
-      Row{"ReSeT search_path", F::SetUnreported}, Row{"set", F::None}, Row{"listen", F::Listen},
+      Row{"LiStEn x", F::Listen}, Row{"sEt role = x", F::SetRole},
+      Row{"ReSeT search_path", F::None}, Row{"set", F::None}, Row{"listen", F::Listen},
       Row{"SELECT Pg_Advisory_Lock(1)", F::AdvisoryLock},
       Row{"select pg_try_advisory_lock_SHARED(1)", F::AdvisoryLock},
       // After other statements, blanks, newlines, comments, literals and numbers.
-      Row{"SELECT 1;set search_path = x", F::SetUnreported},
-      Row{"SELECT 1 ;\n\t SET search_path = x", F::SetUnreported},
-      Row{"/* x */SET search_path = x", F::SetUnreported}, Row{"/*x*/LISTEN x", F::Listen},
+      Row{"SELECT 1;set role = x", F::SetRole}, Row{"SELECT 1 ;\n\t SET ROLE x", F::SetRole},
+      Row{"/* x */SET role = x", F::SetRole}, Row{"/*x*/LISTEN x", F::Listen},
       Row{"-- x\nLISTEN x", F::Listen},
       Row{"-- comment text\r\n  \tPREPARE p AS SELECT 1", F::Prepare},
       Row{"SELECT 1; -- c\nCREATE TEMP TABLE t (a int)", F::TempObject},
@@ -160,11 +224,11 @@ TEST_CASE("the prefilter keeps every feature the lexer finds, in tricky places",
       Row{"$$x$$LISTEN y", F::Listen}, Row{"$a$ x $a$ LISTEN y", F::Listen},
       Row{"1LISTEN y", F::Listen}, Row{"12 LISTEN y", F::Listen}, Row{"(LISTEN y", F::Listen},
       // A keyword split by a comment is two words; one glued to a comment is one.
-      Row{"LIS/**/TEN x", F::None}, Row{"SE/* */T search_path = x", F::None},
+      Row{"LIS/**/TEN x", F::None}, Row{"SE/* */T role = x", F::None},
       Row{"SELECT pg_advisory/**/_lock(1)", F::None},
       Row{"SELECT/**/pg_advisory_lock(1)", F::AdvisoryLock},
       // Quoted identifiers are words, unquoted as written (the lexer's own reading).
-      Row{"\"LISTEN\" x", F::Listen}, Row{"\"set\" search_path = x", F::SetUnreported},
+      Row{"\"LISTEN\" x", F::Listen}, Row{"\"set\" role = x", F::SetRole},
       Row{"SELECT \"pg_advisory_lock\"(1)", F::AdvisoryLock}, Row{"x; \"listen\" y", F::Listen},
       // An unclosed quoted identifier's word lacks its last character.
       Row{"\"listenx", F::Listen}, Row{"\"listen", F::None}, Row{"SELECT 1; \"setx", F::None},
@@ -178,11 +242,10 @@ TEST_CASE("the prefilter keeps every feature the lexer finds, in tricky places",
       Row{"UPDATE t SET a = 1", F::None}, Row{"SELECT offset FROM settings", F::None},
       Row{"UNLISTEN x", F::None}, Row{"SELECT * FROM listener", F::None},
       Row{"SELECT created, prepared FROM t", F::None}, Row{"SELECT a reset", F::None},
-      Row{"SELECT _set", F::None}, Row{"x\xc3\xa9 SET search_path = x", F::None},
+      Row{"SELECT _set", F::None}, Row{"x\xc3\xa9 SET role = x", F::None},
       Row{"SELECT pg_advisory_unlock(1)", F::None},
       // But a second statement may start with one.
-      Row{"UPDATE t SET a = 1; SET search_path = x", F::SetUnreported},
-      Row{"UPDATE t\nSET a = 1", F::None}));
+      Row{"UPDATE t SET a = 1; SET role = x", F::SetRole}, Row{"UPDATE t\nSET a = 1", F::None}));
 }
 
 TEST_CASE("the prefilter lets plain SQL skip the lexer", "[protocol]") {
@@ -199,14 +262,18 @@ TEST_CASE("the prefilter lets plain SQL skip the lexer", "[protocol]") {
 TEST_CASE("the prefilter finds a trigger at every offset", "[protocol]") {
   // The scan goes 16 positions at a time with an overlapping last block: try every alignment.
   PrefilterCheck check;
-  const std::array<std::string, 8> statements = {"SET search_path TO x",
-                                                 "reset statement_timeout",
-                                                 "Listen ch",
-                                                 "PREPARE p AS SELECT 1",
-                                                 "declare c cursor with hold for select 1",
-                                                 "CREATE TEMP TABLE t (a int)",
-                                                 "SELECT pg_advisory_lock(1)",
-                                                 "SELECT 1 FROM pg_try_advisory_lock_shared(1)"};
+  const std::array<std::string, 12> statements = {"SET search_path TO x",
+                                                  "reset statement_timeout",
+                                                  "SELECT set_config('a', 'b', false)",
+                                                  "DISCARD ALL",
+                                                  "deallocate all",
+                                                  "SET ROLE x",
+                                                  "Listen ch",
+                                                  "PREPARE p AS SELECT 1",
+                                                  "declare c cursor with hold for select 1",
+                                                  "CREATE TEMP TABLE t (a int)",
+                                                  "SELECT pg_advisory_lock(1)",
+                                                  "SELECT 1 FROM pg_try_advisory_lock_shared(1)"};
   for (const std::string& st : statements) {
     for (std::size_t before = 0; before < 40; ++before) {
       for (std::size_t after : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{23}}) {
@@ -251,6 +318,11 @@ std::string random_sql(std::mt19937& rng) {
                                                       "ZONE",
                                                       "NAMES",
                                                       "ALL",
+                                                      "ROLE",
+                                                      "DISCARD",
+                                                      "deallocate",
+                                                      "set_config",
+                                                      "CONFIG",
                                                       "search_path",
                                                       "application_name",
                                                       "TimeZone",
@@ -385,7 +457,8 @@ TEST_CASE("session features have stable names", "[protocol]") {
   CHECK(std::string(to_string(F::HoldCursor)) == "hold_cursor");
   CHECK(std::string(to_string(F::TempObject)) == "temp_object");
   CHECK(std::string(to_string(F::AdvisoryLock)) == "advisory_lock");
-  CHECK(std::string(to_string(F::SetUnreported)) == "set_unreported");
+  CHECK(std::string(to_string(F::SetRole)) == "set_role");
+  CHECK(std::string(to_string(F::SettingsUnread)) == "settings_unread");
   CHECK(std::string(to_string(F::NamedStatement)) == "named_statement");
 }
 
