@@ -271,7 +271,7 @@ void ClientSession::pin(pr::SessionFeature why) {
 }
 
 void ClientSession::inspect_client_message(pr::ByteView msg, bool complete) {
-  if (!tx_mode_ || pinned_) return;
+  if (!tx_mode_) return;
   char type = static_cast<char>(msg[0]);
   std::string_view sql;
   if (type == pr::fe::kQuery) {
@@ -287,8 +287,8 @@ void ClientSession::inspect_client_message(pr::ByteView msg, bool complete) {
   const pr::SessionUse use = pr::inspect_session_use(sql);
   if (use.pin != pr::SessionFeature::None) {
     pin(use.pin);
-  } else if (use.settings) {
-    note_settings_change(sql);
+  } else if (use.settings && !pinned_) {
+    note_settings_change(sql);  // a pinned client's settings stay on its backend
   }
   if (use.drops_statements) {
     // DISCARD ALL or DEALLOCATE ALL wherever it stands in the text: the backend will hold none of
@@ -1261,6 +1261,9 @@ awaitable<void> ClientSession::cleanup() {
     bool reusable = !backend_failed_ && !backend_mid_message_ && !client_mid_message_ &&
                     pending_syncs_ == 0 && !unsynced_extended_ &&
                     backend_->tx == pr::TxStatus::Idle && backend_->socket.is_open();
+    // Transaction pooling without a reset: settings the client may have changed but Sluice has
+    // not read back would reach the next client. Such a backend is closed.
+    if (tx_mode_ && !pinned_ && (settings_changed_ || readback_)) reusable = false;
     const config::Database* db = cfg->find_database(pool_->database);
     const std::string reset = db != nullptr ? db->server_reset_query : pool_->db.server_reset_query;
     // Transaction pooling hands backends on without a reset; session state only exists on

@@ -103,7 +103,7 @@ bool ClientSession::start_settings_readback() {
     return false;
   }
   readback_ = std::make_unique<SettingsReadback>();
-  ++pending_syncs_;
+  if (pending_syncs_++ == 0) statement_started();  // timed as a statement (statement_timeout)
   backend_scanner_ =
       pr::StreamScanner(pr::Direction::Backend, max_message_, kBackendInspectReadback);
   return true;

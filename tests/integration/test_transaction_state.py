@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 import pgwire
+from pgwire import message
 from concurrency import run_threads
 from conftest import TARGET
 
@@ -381,6 +382,27 @@ def test_session_settings_follow_the_client_to_other_backends(pg, sluice):
         rows, _ = run_elsewhere(conn, holder, show)
         assert rows[0][0] == default_path
     assert pinned_lines(sluice.log()) == [], sluice.log()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("when", ["with the SET in flight", "right after its answer"])
+def test_settings_of_a_client_that_leaves_at_once_reach_nobody(pg, sluice, when):
+    """A client that sets something and disconnects before Sluice could read its settings back
+    leaves a backend whose settings Sluice does not know: that backend must not serve anyone."""
+    default_path = pg.execute("SHOW search_path", dbname="app")[0][0]
+    for i in range(20):
+        with raw_connect(sluice) as c:
+            set_sql = f"SET search_path = leak_{i}".encode() + b"\0"
+            if when == "with the SET in flight":
+                c.send(message(b"Q", set_sql) + message(b"X"))
+            else:
+                c.send(message(b"Q", set_sql))
+                c.expect(b"C")
+                c.expect(b"Z")
+                c.send(message(b"X"))
+        with raw_connect(sluice) as other:
+            assert other.query("SHOW search_path") == [[default_path]], i
+    assert pinned_lines(sluice.log()) == []
 
 
 @pytest.mark.targets("sluice")
