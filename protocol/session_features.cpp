@@ -176,6 +176,12 @@ SessionUse classify_set(const std::vector<std::string_view>& w, bool reset) {
   return use;
 }
 
+// A statement name only Sluice's backend statements have ("sluice_…", in any case).
+bool is_reserved_word(std::string_view w) {
+  constexpr std::string_view kPrefix = "sluice_";
+  return w.size() > kPrefix.size() && iequals(w.substr(0, kPrefix.size()), kPrefix);
+}
+
 // One statement's words.
 SessionUse classify(const std::vector<std::string_view>& w) {
   SessionUse use;
@@ -208,6 +214,9 @@ SessionUse classify(const std::vector<std::string_view>& w) {
   } else if (iequals(first, "DEALLOCATE")) {
     const std::size_t i = w.size() > 1 && iequals(w[1], "PREPARE") ? 2 : 1;
     if (w.size() == i + 1 && iequals(w[i], "ALL")) use.drops_statements = true;
+    use.reserved_name = i < w.size() && is_reserved_word(w[i]);
+  } else if (iequals(first, "EXECUTE")) {
+    use.reserved_name = w.size() > 1 && is_reserved_word(w[1]);
   }
   return use;
 }
@@ -215,23 +224,24 @@ SessionUse classify(const std::vector<std::string_view>& w) {
 // ---- Prefilter: text in which the lexer cannot find anything (bench/PROFILE.md, C3) -----------
 //
 // classify() reports something only for a statement whose first word is LISTEN, PREPARE, DECLARE,
-// CREATE, SET, RESET, DISCARD or DEALLOCATE, or that has a word naming an advisory-lock function
-// (each name contains "advisory") or set_config (which contains "config"). Every word the lexer
-// yields is a piece of the text (an identifier, or the inside of a quoted identifier), compared
-// with iequals, which folds ASCII only (Sluice never changes the C locale). So text in which none
-// of these words occurs, ignoring ASCII case, needs no lexing. Doubtful cases count as
+// CREATE, SET, RESET, DISCARD, DEALLOCATE or EXECUTE, or that has a word naming an advisory-lock
+// function (each name contains "advisory") or set_config (which contains "config"). Every word the
+// lexer yields is a piece of the text (an identifier, or the inside of a quoted identifier),
+// compared with iequals, which folds ASCII only (Sluice never changes the C locale). So text in
+// which none of these words occurs, ignoring ASCII case, needs no lexing. Doubtful cases count as
 // occurrences: a false alarm only costs the lexer's pass.
 
 struct Trigger {
   std::string_view word;  // lower case
   bool first_word;        // only as a statement's first word (else anywhere, even inside a word)
 };
-constexpr std::array<Trigger, 10> kTriggers = {{{"advisory", false},
+constexpr std::array<Trigger, 11> kTriggers = {{{"advisory", false},
                                                 {"config", false},
                                                 {"create", true},
                                                 {"deallocate", true},
                                                 {"declare", true},
                                                 {"discard", true},
+                                                {"execute", true},
                                                 {"listen", true},
                                                 {"prepare", true},
                                                 {"reset", true},
@@ -371,6 +381,8 @@ const char* to_string(SessionFeature f) {
       return "named_statement";
     case SessionFeature::SettingsUnread:
       return "settings_unread";
+    case SessionFeature::Uninspected:
+      return "uninspected_sql";
   }
   return "unknown";
 }
@@ -434,6 +446,7 @@ SessionUse inspect_session_use_lexer(std::string_view sql) {
     if (use.pin == SessionFeature::None) use.pin = one.pin;
     use.settings = use.settings || one.settings;
     use.drops_statements = use.drops_statements || one.drops_statements;
+    use.reserved_name = use.reserved_name || one.reserved_name;
   }
   return use;
 }

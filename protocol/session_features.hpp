@@ -6,7 +6,9 @@
 //     report in ParameterStatus, RESET ALL, SET SESSION CHARACTERISTICS, set_config() and DISCARD
 //     ALL. Sluice reads the resulting settings back from the server and replays them on the
 //     client's next backend (src/session_relay.cpp);
-//   - DISCARD ALL and DEALLOCATE ALL, which drop every prepared statement of the backend.
+//   - DISCARD ALL and DEALLOCATE ALL, which drop every prepared statement of the backend;
+//   - EXECUTE or DEALLOCATE of a name starting with "sluice_", which only Sluice's own backend
+//     statements have (refused).
 // SET LOCAL, SET TRANSACTION and SET CONSTRAINTS end with the transaction: none of these.
 //
 // A small lexer, not a parser: it skips comments and quoted text ('…', E'…', "…", $tag$…$tag$),
@@ -28,6 +30,7 @@ enum class SessionFeature {
   SetRole,         // SET ROLE, SET SESSION AUTHORIZATION (privileges: never handed on)
   NamedStatement,  // protocol-level named prepared statement (Parse with a name)
   SettingsUnread,  // Sluice could not read the session's settings back from the server
+  Uninspected,     // SQL too long to inspect whole (over 1 MiB): it might use anything
 };
 
 const char* to_string(SessionFeature f);
@@ -36,6 +39,7 @@ struct SessionUse {
   SessionFeature pin = SessionFeature::None;  // the first feature that pins, or None
   bool settings = false;                      // may change session-level settings
   bool drops_statements = false;              // DISCARD ALL or DEALLOCATE [PREPARE] ALL
+  bool reserved_name = false;  // EXECUTE or DEALLOCATE of a name starting with "sluice_"
   bool operator==(const SessionUse&) const = default;
 };
 

@@ -84,6 +84,21 @@ ResponseEdits::Edit ResponseEdits::on_backend_message(char type,
   }
 }
 
+void ResponseEdits::expect_refusal(Buffer error) {
+  pending_.push_back(Pending{Edit::Refusal, sent_groups_, {}, {}, std::move(error)});
+}
+
+std::optional<Buffer> ResponseEdits::take_refusal(ByteView error_response) {
+  if (empty() || front().edit != Edit::Refusal || front().group != received_groups_) {
+    return std::nullopt;
+  }
+  auto fields = read_error_fields(error_response);
+  if (!fields || fields->message().find(kRefusalMarker) == std::string_view::npos) {
+    return std::nullopt;  // an earlier message of the group failed: the backend never saw ours
+  }
+  return std::move(front().refusal);
+}
+
 void ResponseEdits::pop_front() {
   if (++head_ == pending_.size()) {
     pending_.clear();  // keeps the capacity: no allocation on the next transaction
@@ -181,7 +196,62 @@ std::string identifier_value(const std::string& word) {
   return lower;
 }
 
+void append_does_not_exist(Buffer& out, ResponseEdits& edits, std::string_view name) {
+  const std::string message = "prepared statement \"" + std::string(name) + "\" does not exist";
+  append_refusal(out, edits, false, ErrorInfo{.sqlstate = "26000", .message = message});
+}
+
 }  // namespace
+
+bool is_reserved_statement_name(std::string_view name) {
+  return name.size() >= kReservedPrefix.size() &&
+         name.substr(0, kReservedPrefix.size()) == kReservedPrefix;
+}
+
+void append_refusal(Buffer& out, ResponseEdits& edits, bool as_query, const ErrorInfo& error) {
+  if (as_query) {
+    MessageWriter(out).begin('Q').add_cstring(kRefusalMarker).finish();
+  } else {
+    MessageWriter(out).begin('P').add_cstring("").add_cstring(kRefusalMarker).add_u16(0).finish();
+  }
+  Buffer answer;
+  build_error_response(answer, error);
+  edits.expect_refusal(std::move(answer));
+}
+
+std::optional<std::string> StatementMapper::over_limits(std::string_view name,
+                                                        std::size_t body_size) const {
+  if (max_statements_ > 0 && statements_.size() >= max_statements_) {
+    return "sluice: prepared statement \"" + std::string(name) +
+           "\" would exceed max_client_statements (" + std::to_string(max_statements_) +
+           ") on this connection";
+  }
+  if (max_bytes_ > 0 && bytes_ + name.size() + body_size > max_bytes_) {
+    return "sluice: prepared statement \"" + std::string(name) +
+           "\" would exceed max_client_statement_bytes (" + std::to_string(max_bytes_) +
+           " bytes of statement text) on this connection";
+  }
+  return std::nullopt;
+}
+
+void StatementMapper::add(std::string_view name, StatementDef def) {
+  bytes_ += name.size() + def.body->size();
+  statements_.emplace(std::string(name), std::move(def));
+}
+
+void StatementMapper::erase(std::unordered_map<std::string, StatementDef>::iterator it) {
+  bytes_ -= it->first.size() + it->second.body->size();
+  statements_.erase(it);
+}
+
+void StatementMapper::forget(const std::string& client_name) {
+  if (auto it = statements_.find(client_name); it != statements_.end()) erase(it);
+}
+
+void StatementMapper::forget_all() {
+  statements_.clear();
+  bytes_ = 0;
+}
 
 std::string_view StatementMapper::client_name_of(std::string_view backend_name) const {
   for (const auto& [client_name, def] : statements_) {
@@ -190,11 +260,11 @@ std::string_view StatementMapper::client_name_of(std::string_view backend_name) 
   return {};
 }
 
-StatementDef StatementMapper::make_def(std::shared_ptr<const std::string> body) const {
+StatementDef StatementMapper::make_def(std::string_view body) const {
+  StatementDef def{name_fn_(body), body_fn_ != nullptr ? body_fn_(body)
+                                                       : std::make_shared<const std::string>(body)};
   // The body starts with the query as a C string.
-  const std::string_view query(body->c_str());
-  StatementDef def{name_fn_(*body), std::move(body)};
-  def.sets_settings = inspect_session_use(query).settings;
+  def.sets_settings = inspect_session_use(def.body->c_str()).settings;
   return def;
 }
 
@@ -239,18 +309,27 @@ StatementMapper::Outcome StatementMapper::rewrite_parse(ByteView msg, BackendSta
     return Outcome::Rewritten;
   }
   const std::size_t body_offset = 5 + parse->statement.size() + 1;
-  auto body = std::make_shared<const std::string>(
-      reinterpret_cast<const char*>(msg.data()) + body_offset, msg.size() - body_offset);
+  const std::string_view body_text(reinterpret_cast<const char*>(msg.data()) + body_offset,
+                                   msg.size() - body_offset);
   if (const StatementDef* existing = find(parse->statement)) {
     // PostgreSQL refuses to redefine a name (42P05) and keeps the first definition: have the
     // backend refuse a Parse under the existing statement's backend name.
     ensure_prepared(*existing, cache, edits, out);
-    append_parse(out, existing->backend_name, *body);
+    MessageWriter(out).begin('P').add_cstring(existing->backend_name).add_bytes(body_text).finish();
     edits.expect(ResponseEdits::Edit::Keep);
     return Outcome::Rewritten;
   }
-  StatementDef def = make_def(body);
-  statements_[std::string(parse->statement)] = def;
+  if (auto why = over_limits(parse->statement, body_text.size())) {
+    append_refusal(out, edits, false,
+                   ErrorInfo{.sqlstate = "53400",
+                             .message = *why,
+                             .hint = "Close or DEALLOCATE prepared statements that are no longer "
+                                     "used, or raise the setting."});
+    return Outcome::Rewritten;
+  }
+  StatementDef def = make_def(body_text);
+  const std::shared_ptr<const std::string> body = def.body;
+  add(parse->statement, def);
   const std::string* have = cache.find(def.backend_name);
   if (have != nullptr && *have == *body) {
     // Already prepared on this backend: a no-op Close answers in the Parse's place.
@@ -275,10 +354,11 @@ bool StatementMapper::define(ByteView parse_msg) {
   auto parse = read_parse(parse_msg);
   if (!parse || parse->statement.empty() || find(parse->statement) != nullptr) return false;
   const std::size_t body_offset = 5 + parse->statement.size() + 1;
-  auto body = std::make_shared<const std::string>(
-      reinterpret_cast<const char*>(parse_msg.data()) + body_offset,
-      parse_msg.size() - body_offset);
-  statements_[std::string(parse->statement)] = make_def(std::move(body));
+  const std::string_view body(reinterpret_cast<const char*>(parse_msg.data()) + body_offset,
+                              parse_msg.size() - body_offset);
+  // Over a limit, the Parse goes to a backend, where it is refused in order.
+  if (over_limits(parse->statement, body.size())) return false;
+  add(parse->statement, make_def(body));
   return true;
 }
 
@@ -294,7 +374,7 @@ std::optional<std::string> StatementMapper::rewrite_deallocate(std::string_view 
   }
   auto words = simple_words(sql);
   if (words.size() == 2 && iequals(words[0], "DISCARD") && iequals(words[1], "ALL")) {
-    statements_.clear();
+    forget_all();
     cache.clear();
     return std::nullopt;
   }
@@ -303,14 +383,14 @@ std::optional<std::string> StatementMapper::rewrite_deallocate(std::string_view 
   if (i < words.size() && iequals(words[i], "PREPARE")) ++i;
   if (i + 1 != words.size()) return std::nullopt;
   if (iequals(words[i], "ALL")) {
-    statements_.clear();
+    forget_all();
     cache.clear();
     return std::nullopt;
   }
   auto it = statements_.find(identifier_value(words[i]));
   if (it == statements_.end()) return std::nullopt;  // an SQL-level statement, or an error
   StatementDef def = it->second;
-  statements_.erase(it);
+  erase(it);
   ensure_prepared(def, cache, edits, out);
   cache.erase(def.backend_name);  // the DEALLOCATE removes it from the backend
   return "DEALLOCATE " + def.backend_name;
@@ -338,7 +418,12 @@ StatementMapper::Outcome StatementMapper::rewrite(ByteView msg, BackendStatement
       if (!bind) return Outcome::Malformed;
       if (bind->statement.empty()) return Outcome::Forward;
       const StatementDef* def = find(bind->statement);
-      if (def == nullptr) return Outcome::Forward;  // the server reports it does not exist
+      if (def == nullptr) {
+        // The server reports that it does not exist; Sluice does for its own names.
+        if (!is_reserved_statement_name(bind->statement)) return Outcome::Forward;
+        append_does_not_exist(out, edits, bind->statement);
+        return Outcome::Rewritten;
+      }
       if (def->sets_settings) last_bind_settings_ = def->body.get();
       ensure_prepared(*def, cache, edits, out);
       MessageWriter(out)
@@ -354,7 +439,11 @@ StatementMapper::Outcome StatementMapper::rewrite(ByteView msg, BackendStatement
       if (!target) return Outcome::Malformed;
       if (target->kind != 'S' || target->name.empty()) return Outcome::Forward;
       const StatementDef* def = find(target->name);
-      if (def == nullptr) return Outcome::Forward;
+      if (def == nullptr) {
+        if (!is_reserved_statement_name(target->name)) return Outcome::Forward;
+        append_does_not_exist(out, edits, target->name);
+        return Outcome::Rewritten;
+      }
       ensure_prepared(*def, cache, edits, out);
       MessageWriter(out).begin('D').add_u8('S').add_cstring(def->backend_name).finish();
       return Outcome::Rewritten;
@@ -366,7 +455,7 @@ StatementMapper::Outcome StatementMapper::rewrite(ByteView msg, BackendStatement
       if (target->kind != 'S' || target->name.empty()) return Outcome::Forward;
       // The backend statement may serve other clients: forget the client's name only, and let
       // a no-op Close produce the CloseComplete the client waits for.
-      statements_.erase(std::string(target->name));
+      forget(std::string(target->name));
       append_close_statement(out, kNoopStatement);
       return Outcome::Rewritten;
     }
@@ -399,7 +488,12 @@ StatementMapper::Outcome StatementMapper::rewrite_bind_prefix(ByteView prefix, s
                         stmt_end - portal_end - 1);
   if (stmt.empty()) return Outcome::Forward;
   const StatementDef* def = find(stmt);
-  if (def == nullptr) return Outcome::Forward;
+  if (def == nullptr) {
+    if (!is_reserved_statement_name(stmt)) return Outcome::Forward;
+    // A Bind too long to hold whole cannot be replaced: one naming a statement of Sluice's that
+    // this client never defined is treated as malformed (the session ends with 08P01).
+    return Outcome::Malformed;
+  }
   if (def->sets_settings) last_bind_settings_ = def->body.get();
   ensure_prepared(*def, cache, edits, out);
   consumed = stmt_end + 1;

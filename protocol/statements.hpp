@@ -33,6 +33,16 @@ namespace sluice::protocol {
 // Name of a backend statement that never exists: closing it is a no-op with a CloseComplete.
 inline constexpr std::string_view kNoopStatement = "sluice_noop";
 
+// Backend statement names start with this; a client may not reach one it did not define.
+inline constexpr std::string_view kReservedPrefix = "sluice_";
+bool is_reserved_statement_name(std::string_view name);
+
+// The SQL of a Parse (or Query) that Sluice sends in place of a client message it refuses: the
+// backend answers it with a syntax error naming this word, which Sluice replaces with its own
+// error (ResponseEdits::take_refusal), and then skips to the Sync as after any error, so the
+// refusal reaches the client in order with the backend's other answers.
+inline constexpr std::string_view kRefusalMarker = "sluice_refusal";
+
 class BackendStatementCache {
  public:
   explicit BackendStatementCache(std::size_t capacity) : capacity_(capacity) {}
@@ -64,6 +74,7 @@ class ResponseEdits {
     Keep,             // forward as is
     Drop,             // response to a message Sluice injected: the client never sees it
     AsParseComplete,  // a no-op Close stood in for a Parse: forward it as ParseComplete
+    Refusal,          // a refused message (append_refusal): its error is replaced
   };
   // A Parse or Close was sent; `prepared` names the backend statement a Parse creates (erased
   // from the cache again if the Parse never completes), `client_name` the client's statement it
@@ -80,6 +91,13 @@ class ResponseEdits {
                           std::vector<std::string>& not_defined);
   bool empty() const { return head_ == pending_.size(); }
   void clear();
+  // Records a refusal sent in place of a client message: `error` is the ErrorResponse the client
+  // gets instead of the backend's answer to it.
+  void expect_refusal(Buffer error);
+  // Called for a backend ErrorResponse before on_backend_message(): when it answers a refusal
+  // (the oldest entry of the current group is one, and the error names kRefusalMarker), the
+  // ErrorResponse to send instead.
+  std::optional<Buffer> take_refusal(ByteView error_response);
 
  private:
   struct Pending {
@@ -87,6 +105,7 @@ class ResponseEdits {
     std::uint64_t group;
     std::string prepared;
     std::string client_name;
+    Buffer refusal;  // Edit::Refusal: the ErrorResponse to send
   };
   void drop_group(std::uint64_t group, std::vector<std::string>& not_prepared,
                   std::vector<std::string>& not_defined);
@@ -100,6 +119,10 @@ class ResponseEdits {
   std::uint64_t received_groups_ = 0;
 };
 
+// Replaces a client message by one the backend refuses (kRefusalMarker) and records `error` as the
+// answer the client gets for it.
+void append_refusal(Buffer& out, ResponseEdits& edits, bool as_query, const ErrorInfo& error);
+
 struct StatementDef {
   std::string backend_name;
   std::shared_ptr<const std::string> body;  // Parse body after the name: query, types
@@ -111,7 +134,18 @@ class StatementMapper {
   // Derives a backend name from a definition's bytes (src/ uses a cryptographic hash, so that a
   // client cannot make its definition collide with another client's).
   using NameFn = std::string (*)(std::string_view body);
-  explicit StatementMapper(NameFn name_fn) : name_fn_(name_fn) {}
+  // The body a definition keeps; src/ shares equal bodies between clients. Default: a copy.
+  using BodyFn = std::shared_ptr<const std::string> (*)(std::string_view body);
+  explicit StatementMapper(NameFn name_fn, BodyFn body_fn = nullptr)
+      : name_fn_(name_fn), body_fn_(body_fn) {}
+
+  // Bounds on this client's statements (0: none): how many, and their bodies' bytes in all. A
+  // Parse beyond them is refused with 53400 naming the setting.
+  void set_limits(std::size_t max_statements, std::size_t max_bytes) {
+    max_statements_ = max_statements;
+    max_bytes_ = max_bytes;
+  }
+  std::size_t bytes() const { return bytes_; }
 
   enum class Outcome {
     Forward,    // send the message unchanged
@@ -138,9 +172,9 @@ class StatementMapper {
   std::size_t size() const { return statements_.size(); }
   bool empty() const { return statements_.empty(); }
   // A client Parse failed (or was skipped after an error): the name is not defined after all.
-  void forget(const std::string& client_name) { statements_.erase(client_name); }
+  void forget(const std::string& client_name);
   // The client's DISCARD ALL or DEALLOCATE ALL dropped every statement of its session.
-  void forget_all() { statements_.clear(); }
+  void forget_all();
   // When the last message rewrite() handled was a Bind of a named statement whose query may
   // change session settings (its execution must be followed by a read-back of them): that query;
   // else "". Valid until the mapper next changes.
@@ -162,11 +196,19 @@ class StatementMapper {
   void ensure_prepared(const StatementDef& def, BackendStatementCache& cache, ResponseEdits& edits,
                        Buffer& out);
 
-  StatementDef make_def(std::shared_ptr<const std::string> body) const;
+  StatementDef make_def(std::string_view body) const;
+  // Why a new definition of `name` with `body_size` bytes may not be kept, or nullopt.
+  std::optional<std::string> over_limits(std::string_view name, std::size_t body_size) const;
+  void add(std::string_view name, StatementDef def);
+  void erase(std::unordered_map<std::string, StatementDef>::iterator it);
 
   NameFn name_fn_;
+  BodyFn body_fn_;
   std::unordered_map<std::string, StatementDef> statements_;  // client name -> definition
-  const std::string* last_bind_settings_ = nullptr;           // a StatementDef's body
+  std::size_t bytes_ = 0;  // of the bodies and names in statements_
+  std::size_t max_statements_ = 0;
+  std::size_t max_bytes_ = 0;
+  const std::string* last_bind_settings_ = nullptr;  // a StatementDef's body
 };
 
 }  // namespace sluice::protocol

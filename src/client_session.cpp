@@ -9,6 +9,7 @@
 #include "src/auth_query.hpp"
 #include "src/log.hpp"
 #include "src/runtime.hpp"
+#include "src/statement_names.hpp"
 #include "src/tls.hpp"
 
 #include <cstring>
@@ -39,7 +40,7 @@ ClientSession::ClientSession(Runtime& rt, Socket socket, std::string peer)
     : rt_(rt),
       client_(std::move(socket)),
       peer_(std::move(peer)),
-      statements_(&statement_backend_name),
+      statements_(&statement_backend_name, &intern_statement_body),
       client_scanner_(pr::Direction::Frontend, 0, kInspectNothing),
       backend_scanner_(pr::Direction::Backend, 0, kInspectNothing) {}
 

@@ -38,10 +38,6 @@ namespace sluice {
 class Runtime;
 struct UserSecret;
 
-// The backend name of a prepared-statement definition: "sluice_" and 32 hex digits of its
-// SHA-256, so that no client can make its statement collide with another's.
-std::string statement_backend_name(std::string_view body);
-
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
   ClientSession(Runtime& rt, Socket socket, std::string peer);
@@ -86,7 +82,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   awaitable<std::optional<BackendError>> sync_parameters(bool login);
   void pin(protocol::SessionFeature why);
   void set_terminate_reason(std::string_view sqlstate, std::string_view message);
-  void inspect_client_message(protocol::ByteView msg, bool complete);
+  // Pins, notes settings changes, forgets dropped statements; true when the message is refused.
+  bool inspect_client_message(protocol::ByteView msg, bool complete);
+  void refuse_client_message(const protocol::ScanStep& step, std::size_t at,
+                             std::size_t& run_start);
   void count_client_message(char type);
   bool rewrite_client_message(protocol::ByteView view, const protocol::ScanStep& step,
                               std::size_t at, std::size_t& run_start);

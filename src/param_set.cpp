@@ -1,36 +1,16 @@
 #include "src/param_set.hpp"
 
-#include <mutex>
-#include <unordered_map>
+#include "src/intern_table.hpp"
+
 #include <utility>
 
 namespace sluice {
 
-// The sets in use by key. An entry's key views its set's own key string: a set leaves the table
-// (its deleter erases the entry, under the mutex) before it is deleted, and intern() replaces an
-// entry whose set is on its way out, so no entry ever outlives the string it views.
 struct ParamSetTable::State {
-  struct Entry {
-    const ParamSet* set;
-    std::weak_ptr<const ParamSet> weak;
+  struct KeyOf {
+    std::string_view operator()(const ParamSet& set) const { return set.key(); }
   };
-  mutable std::mutex mu;
-  std::unordered_map<std::string_view, Entry> sets;
-};
-
-// The deleter of an interned set: takes it out of the table, unless a newer set with the same key
-// has already taken its place there (intern() saw this one expired and replaced it).
-struct ParamSetTable::Release {
-  std::shared_ptr<State> state;
-
-  void operator()(const ParamSet* set) const {
-    {
-      std::lock_guard lock(state->mu);
-      const auto it = state->sets.find(set->key());
-      if (it != state->sets.end() && it->second.set == set) state->sets.erase(it);
-    }
-    delete set;
-  }
+  InternTable<ParamSet, KeyOf> sets;
 };
 
 const ParamSetPtr& ParamSet::empty_set() {
@@ -52,7 +32,7 @@ std::string ParamSet::key_of(const Params& params) {
   return key;
 }
 
-ParamSetTable::ParamSetTable() : state_(std::make_shared<State>()) {}
+ParamSetTable::ParamSetTable() : state_(std::make_unique<State>()) {}
 
 ParamSetTable::~ParamSetTable() = default;
 
@@ -64,25 +44,9 @@ ParamSetTable& ParamSetTable::process() {
 ParamSetPtr ParamSetTable::intern(Params params) {
   if (params.empty()) return ParamSet::empty_set();
   std::string key = ParamSet::key_of(params);
-  {
-    std::lock_guard lock(state_->mu);
-    const auto it = state_->sets.find(key);
-    if (it != state_->sets.end()) {
-      if (ParamSetPtr in_use = it->second.weak.lock()) return in_use;
-    }
-  }
-  // Built outside the lock. Declared before the lock below: when another thread has interned the
-  // same list meanwhile, this one is dropped (its deleter locks) after the lock is released.
-  ParamSetPtr fresh(new ParamSet(std::move(params), std::move(key)), Release{state_});
-  std::lock_guard lock(state_->mu);
-  auto [it, inserted] = state_->sets.try_emplace(fresh->key(), State::Entry{fresh.get(), fresh});
-  if (!inserted) {
-    if (ParamSetPtr in_use = it->second.weak.lock()) return in_use;
-    // The set there is expiring (its deleter waits for the lock): this one takes its place.
-    state_->sets.erase(it);
-    state_->sets.emplace(fresh->key(), State::Entry{fresh.get(), fresh});
-  }
-  return fresh;
+  if (ParamSetPtr in_use = state_->sets.find(key)) return in_use;
+  return state_->sets.intern(
+      std::unique_ptr<const ParamSet>(new ParamSet(std::move(params), std::move(key))));
 }
 
 ParamSetPtr ParamSetTable::with(const ParamSetPtr& base, std::string_view name,
@@ -95,9 +59,6 @@ ParamSetPtr ParamSetTable::with(const ParamSetPtr& base, std::string_view name,
   return intern(std::move(params));
 }
 
-std::size_t ParamSetTable::size() const {
-  std::lock_guard lock(state_->mu);
-  return state_->sets.size();
-}
+std::size_t ParamSetTable::size() const { return state_->sets.size(); }
 
 }  // namespace sluice

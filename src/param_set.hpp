@@ -68,10 +68,8 @@ class ParamSetTable {
   std::size_t size() const;
 
  private:
-  struct State;
-  struct Release;
-  // Shared with every set's deleter, so that sets may outlive the table.
-  std::shared_ptr<State> state_;
+  struct State;  // an InternTable (src/intern_table.hpp): sets may outlive the table
+  std::unique_ptr<State> state_;
 };
 
 }  // namespace sluice

@@ -12,8 +12,6 @@
 #include "src/log.hpp"
 #include "src/runtime.hpp"
 
-#include <openssl/sha.h>
-
 #include <algorithm>
 #include <array>
 #include <exception>
@@ -54,18 +52,6 @@ std::string_view text_of(pr::ByteView v) {
 }
 
 }  // namespace
-
-std::string statement_backend_name(std::string_view body) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string name = "sluice_";
-  for (int i = 0; i < 16; ++i) {
-    name += kHex[digest[i] >> 4];
-    name += kHex[digest[i] & 0xf];
-  }
-  return name;
-}
 
 // ---- 4. backend ------------------------------------------------------------------------------
 
@@ -270,23 +256,30 @@ void ClientSession::pin(pr::SessionFeature why) {
                       pr::to_string(why), database_, user_);
 }
 
-void ClientSession::inspect_client_message(pr::ByteView msg, bool complete) {
-  if (!tx_mode_) return;
+bool ClientSession::inspect_client_message(pr::ByteView msg, bool complete) {
+  if (!tx_mode_) return false;
   char type = static_cast<char>(msg[0]);
   std::string_view sql;
   if (type == pr::fe::kQuery) {
-    // A partial Query (longer than kInspectMax) is checked on the bytes present.
+    // A partial Query (longer than kInspectMaxTransaction) is checked on the bytes present.
     sql = complete ? pr::read_query(msg).value_or("") : text_of(msg.subspan(5));
   } else if (type == pr::fe::kParse) {
     auto parse = complete ? pr::read_parse(msg) : std::nullopt;
-    if (!parse) return;  // named statements are rewritten, not pinned; a huge one is refused
+    if (!parse) {
+      // Too long to inspect (a named one is refused by rewrite_client_message()).
+      if (!complete) pin(pr::SessionFeature::Uninspected);
+      return false;
+    }
     sql = parse->query;
   } else {
-    return;
+    return false;
   }
   const pr::SessionUse use = pr::inspect_session_use(sql);
+  if (use.reserved_name && complete) return true;  // refused: refuse_client_message()
   if (use.pin != pr::SessionFeature::None) {
     pin(use.pin);
+  } else if (!complete) {
+    pin(pr::SessionFeature::Uninspected);  // the rest of the text was never looked at
   } else if (use.settings && !pinned_) {
     note_settings_change(sql);  // a pinned client's settings stay on its backend
   }
@@ -297,6 +290,7 @@ void ClientSession::inspect_client_message(pr::ByteView msg, bool complete) {
     statements_.forget_all();
     backend_->statements.clear();
   }
+  return false;
 }
 
 void ClientSession::count_client_message(char type) {
@@ -345,7 +339,10 @@ std::optional<pr::Buffer> ClientSession::rename_statements_in_error(pr::ByteView
   w.begin(pr::be::kErrorResponse);
   for (const auto& [code, value] : fields->fields) {
     std::string text(value);
-    for (std::size_t pos = text.find("\"sluice_"); pos != std::string::npos;
+    // A few names at most: each costs a lookup among the client's statements, and an error
+    // naming thousands (a hostile server's) must not cost minutes of CPU.
+    int renames = 0;
+    for (std::size_t pos = text.find("\"sluice_"); pos != std::string::npos && renames++ < 8;
          pos = text.find("\"sluice_", pos + 1)) {
       std::size_t end = text.find('"', pos + 1);
       if (end == std::string::npos) break;
@@ -684,12 +681,17 @@ bool ClientSession::forward_backend_batch() {
       if (tx_mode_) {
         batch.not_prepared.clear();
         batch.not_defined.clear();
+        // Sluice's own answer to a message it refused (taken before the error ends the group).
+        std::optional<pr::Buffer> refused;
+        if (type == pr::be::kErrorResponse) refused = edits_.take_refusal(msg);
         auto edit = edits_.on_backend_message(type, batch.not_prepared, batch.not_defined);
         for (const auto& name : batch.not_prepared) b.statements.erase(name);
         for (const auto& name : batch.not_defined) statements_.forget(name);
         if (type == pr::be::kErrorResponse) {
           forget_lost_statements(msg);
-          if (auto renamed = rename_statements_in_error(msg)) {
+          std::optional<pr::Buffer> renamed =
+              refused ? std::move(refused) : rename_statements_in_error(msg);
+          if (renamed) {
             // The client must read its own statement names, not Sluice's backend names.
             if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
             batch.replacements.push_back(std::move(*renamed));
@@ -829,6 +831,25 @@ const std::vector<asio::const_buffer>& ClientSession::gather(pr::ByteView input)
     batch.gather.emplace_back(base + p.offset, p.size);
   }
   return batch.gather;
+}
+
+// A Query or Parse whose SQL runs or drops a statement by one of Sluice's own backend names
+// ("EXECUTE sluice_…", "DEALLOCATE sluice_…"): it is replaced by one the backend refuses, answered
+// to the client as 26000 in order with the rest (protocol::append_refusal).
+void ClientSession::refuse_client_message(const pr::ScanStep& step, std::size_t at,
+                                          std::size_t& run_start) {
+  ClientBatch& batch = *client_batch_;
+  const std::size_t before = batch.scratch.size();
+  const char type = step.frame.type;
+  pr::append_refusal(batch.scratch, edits_, type == pr::fe::kQuery,
+                     pr::ErrorInfo{.sqlstate = "26000",
+                                   .message = "sluice: prepared statement names starting with "
+                                              "\"sluice_\" are reserved by the pooler"});
+  add_input_piece(run_start, at);
+  batch.pieces.push_back(
+      ClientBatch::Piece{.scratch = true, .offset = before, .size = batch.scratch.size() - before});
+  run_start = at + step.n;
+  log::session().info("client_refused session={} reason=reserved_statement_name", key_pid_);
 }
 
 // Transaction pooling: Parse, Bind, Describe, Close and DEALLOCATE are rewritten for the attached
@@ -1031,7 +1052,9 @@ void ClientSession::relay_failed(std::exception_ptr e) {
 // `resumed`: started by a parked wait's completion (`wake`, its result), else by run() after login.
 awaitable<void> ClientSession::relay(bool resumed, error_code wake) {
   if (!resumed) {
-    max_message_ = rt_.config()->max_message_size;
+    auto cfg = rt_.config();
+    max_message_ = cfg->max_message_size;
+    statements_.set_limits(cfg->max_client_statements, cfg->max_client_statement_bytes);
     in_.release_memory();  // the small login-phase buffer; the relay takes a recycled one
     client_scanner_ = pr::StreamScanner(
         pr::Direction::Frontend, max_message_,
@@ -1168,8 +1191,10 @@ awaitable<void> ClientSession::relay(bool resumed, error_code wake) {
         }
         start_backend_pump();
       }
-      inspect_client_message(view.subspan(fwd, step.n), step.kind == pr::ScanStep::Kind::Message);
-      if (tx_mode_ && !rewrite_client_message(view, step, fwd, run_start)) {
+      if (inspect_client_message(view.subspan(fwd, step.n),
+                                 step.kind == pr::ScanStep::Kind::Message)) {
+        refuse_client_message(step, fwd, run_start);
+      } else if (tx_mode_ && !rewrite_client_message(view, step, fwd, run_start)) {
         set_terminate_reason("08P01", "invalid message format");
         framing_lost = true;
         break;

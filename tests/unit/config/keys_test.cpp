@@ -113,7 +113,7 @@ TEST_CASE("every key is declared once with a type, a description and a way to st
     CHECK((key.type == KeyType::Enum) == !key.allowed.empty());
     if (key.type == KeyType::Integer || key.type == KeyType::Interval) CHECK(key.min <= key.max);
   }
-  CHECK(seen.size() == 60);
+  CHECK(seen.size() == 62);
   CHECK(find_key(Section::Global, "pool_size") == nullptr);
   CHECK(find_key(Section::Database, "listen") == nullptr);
   CHECK(find_key(Section::Bulkhead, "user") == nullptr);  // it is match.user

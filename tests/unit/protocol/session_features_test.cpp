@@ -116,6 +116,17 @@ TEST_CASE("session-level settings changes are seen, whatever their scope or spel
       UseRow{"SELECT 'DISCARD ALL'", kNothing}));
 }
 
+constexpr SessionUse kReserved{.reserved_name = true};
+
+TEST_CASE("EXECUTE and DEALLOCATE of Sluice's statement names are seen", "[protocol]") {
+  check_use(GENERATE(
+      UseRow{"EXECUTE sluice_0123(1)", kReserved}, UseRow{"deallocate SLUICE_abc", kReserved},
+      UseRow{"DEALLOCATE PREPARE sluice_abc", kReserved},
+      UseRow{"SELECT 1; EXECUTE sluice_x", kReserved}, UseRow{"EXECUTE mine(1)", kNothing},
+      UseRow{"DEALLOCATE mine", kNothing}, UseRow{"SELECT 'EXECUTE sluice_x'", kNothing},
+      UseRow{"SELECT sluice_x FROM t", kNothing}, UseRow{"EXECUTE sluice_", kNothing}));
+}
+
 TEST_CASE("a statement that pins and one that changes settings are both reported", "[protocol]") {
   check_use(GENERATE(
       UseRow{"SET search_path = x; LISTEN ch", SessionUse{.pin = F::Listen, .settings = true}},

@@ -1,0 +1,174 @@
+"""One misbehaving client against everyone else (issue 12): what it can make Sluice hold, and what
+it can reach of other clients' prepared statements, in transaction pooling.
+
+Each test names the finding it guards. The process's resident memory is read from
+/proc/PID/status (VmRSS) before and after the abuse; bounds are generous multiples of what the
+abuse would cost if Sluice bounded nothing, so they fail on a leak, not on noise.
+"""
+
+import struct
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import pgwire
+from conftest import TARGET
+from pgwire import message
+
+POOL_SIZE = 2
+TX = {"databases": {"app": {"pool_mode": "transaction", "pool_size": POOL_SIZE}},
+      "query_wait_timeout": "10s"}
+
+pytestmark = [pytest.mark.sluice_config(config=TX), pytest.mark.targets("sluice")]
+
+
+def rss_kib(pooler) -> int:
+    for line in Path(f"/proc/{pooler.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def raw(target):
+    return pgwire.connect(target.host, target.port, "alice", "app", "alice-secret")
+
+
+def cstr(s: str) -> bytes:
+    return s.encode() + b"\0"
+
+
+def parse(name: str, sql: str) -> bytes:
+    return message(b"P", cstr(name) + cstr(sql) + struct.pack("!H", 0))
+
+
+def bind(statement: str) -> bytes:
+    return message(b"B", cstr("") + cstr(statement) + struct.pack("!HHH", 0, 0, 0))
+
+
+SYNC = message(b"S")
+
+
+def read_until_ready(client):
+    """The messages up to ReadyForQuery: [(type, body)], errors as their fields."""
+    out = []
+    while True:
+        kind, body = client.read_message()
+        if kind == b"E":
+            out.append((kind, pgwire.parse_error_fields(body)))
+        else:
+            out.append((kind, body))
+        if kind == b"Z":
+            return out
+
+
+def errors(messages):
+    return [fields for kind, fields in messages if kind == b"E"]
+
+
+# ---- item 2: bounded per-client statement state -----------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_one_client_cannot_grow_the_process_with_prepared_statements(sluice):
+    """A client preparing thousands of distinct statements outside a transaction (each answered
+    without a backend) is refused past max_client_statements with 53400 naming the setting, and
+    the process does not grow with what it sends; other clients are served throughout."""
+    body = "x" * 4000
+    with raw(sluice) as abuser, raw(sluice) as other:
+        before = rss_kib(sluice)
+        refused = []
+        for i in range(3000):
+            abuser.send(parse(f"s{i}", f"SELECT '{body}', {i}") + SYNC)
+            refused += errors(read_until_ready(abuser))
+            if i % 500 == 0:
+                assert other.query("SELECT 1") == [["1"]]
+        grown = rss_kib(sluice) - before
+        assert refused, "nothing was refused"
+        assert {e["C"] for e in refused} == {"53400"}, refused[:3]
+        assert "max_client_statements" in refused[0]["M"]
+        assert len(refused) == 3000 - 2000  # the default max_client_statements
+        # 3000 x 4 kB unbounded would be about 12 MB; 2000 kept, about 8 MB.
+        assert grown < 11 * 1024, f"grew {grown} KiB"
+        # The connection stays usable, and closing statements makes room.
+        abuser.send(message(b"C", b"S" + cstr("s0")) + SYNC)
+        assert errors(read_until_ready(abuser)) == []
+        abuser.send(parse("again", "SELECT 2") + bind("again") + message(b"E", cstr("") + b"\0\0\0\0")
+                    + SYNC)
+        assert errors(read_until_ready(abuser)) == []
+
+
+@pytest.mark.timeout(120)
+def test_identical_statements_of_many_clients_are_held_once(sluice):
+    """Clients preparing the same large statement share one copy of it."""
+    sql = "SELECT '" + "y" * (256 * 1024) + "'"
+    clients = [raw(sluice) for _ in range(60)]
+    try:
+        before = rss_kib(sluice)
+        for c in clients:
+            c.send(parse("big", sql) + SYNC)
+            assert errors(read_until_ready(c)) == []
+        grown = rss_kib(sluice) - before
+        # 60 private copies would be 15 MB.
+        assert grown < 7 * 1024, f"grew {grown} KiB"
+        # And they work.
+        clients[0].send(bind("big") + message(b"E", cstr("") + b"\0\0\0\0") + SYNC)
+        assert errors(read_until_ready(clients[0])) == []
+    finally:
+        for c in clients:
+            c.close()
+
+
+# ---- item 4: another client's statements cannot be reached ------------------------------------
+
+
+def backend_statement_names(target):
+    """The backend names of the statements on the backend a transaction gets."""
+    with psycopg.connect(target.conninfo(), autocommit=True, prepare_threshold=None) as conn:
+        return [r[0] for r in conn.execute("SELECT name FROM pg_prepared_statements")]
+
+
+@pytest.mark.timeout(60)
+def test_a_client_cannot_bind_execute_or_drop_another_clients_statement(sluice):
+    with raw(sluice) as victim:
+        victim.send(parse("v", "SELECT 42") + bind("v") + message(b"E", cstr("") + b"\0\0\0\0")
+                    + SYNC)
+        assert errors(read_until_ready(victim)) == []
+        names = [n for n in backend_statement_names(sluice) if n.startswith("sluice_")]
+        assert names, "the victim's statement is not on the backend"
+        theirs = names[0]
+        with raw(sluice) as attacker:
+            attacker.send(bind(theirs) + message(b"E", cstr("") + b"\0\0\0\0") + SYNC)
+            got = errors(read_until_ready(attacker))
+            assert [e["C"] for e in got] == ["26000"], got
+            for sql in (f"EXECUTE {theirs}", f"DEALLOCATE {theirs}", f"SELECT 1; DEALLOCATE {theirs}"):
+                with pytest.raises(pgwire.ServerError) as e:
+                    attacker.query(sql)
+                assert e.value.sqlstate == "26000", sql
+            assert attacker.query("SELECT 1") == [["1"]]  # still usable
+        # The victim's statement still works.
+        victim.send(bind("v") + message(b"E", cstr("") + b"\0\0\0\0") + SYNC)
+        assert errors(read_until_ready(victim)) == []
+
+
+@pytest.mark.timeout(60)
+def test_backend_statement_names_differ_from_process_to_process(pg, start_sluice):
+    """Names are keyed per process: knowing a statement's text does not give its name."""
+    seen = []
+    for _ in range(2):
+        sluice = start_sluice(config=TX)
+        with raw(sluice) as c:
+            c.send(parse("s", "SELECT 4242") + bind("s") + message(b"E", cstr("") + b"\0\0\0\0")
+                   + SYNC)
+            assert errors(read_until_ready(c)) == []
+        seen.append(sorted(n for n in backend_statement_names(sluice) if n.startswith("sluice_")))
+    assert seen[0] and seen[1] and set(seen[0]).isdisjoint(seen[1]), seen
+
+
+@pytest.mark.timeout(60)
+def test_sql_too_long_to_inspect_pins_instead_of_passing_unchecked(sluice):
+    """Past the first 1 MiB of a Query nothing is inspected: a LISTEN there must not land on a
+    shared backend."""
+    with raw(sluice) as c:
+        c.query("SELECT 1 /*" + "z" * (1100 * 1024) + "*/; LISTEN big_channel")
+    assert "client_pinned" in sluice.log()
