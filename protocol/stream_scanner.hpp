@@ -81,7 +81,8 @@ class StreamScanner {
   // Like next(), but when the front is a streamed message that is complete in `buf`, the step
   // also covers the streamed messages right after it: complete ones, and the available part of
   // one whose body is still arriving (remembered as next() would). It stops before a message to
-  // inspect, an incomplete header, a message shorter than its `min_prefix`, or framing that is
+  // inspect (or of a type to inspect but too long, which the next step reports as a Header), an
+  // incomplete header, a message shorter than its `min_prefix`, or framing that is
   // wrong (reported by the following call). `frame` is the first message's header and the step
   // may cover many messages, so this suits a caller that does nothing with streamed messages but
   // forward them (the backend-to-client pump: a result of N DataRows is one step, not N).
@@ -94,7 +95,9 @@ class StreamScanner {
       const FrameResult r = peek_frame(rest, dir_, max_length_);
       if (r.status != DecodeStatus::Ok) break;
       const std::size_t size = r.frame.size();
-      if ((*inspect_)[static_cast<unsigned char>(r.frame.type)] && size <= inspect_max_) break;
+      // A message of an inspected type starts its own step even when it is too long to hold
+      // whole: the caller still sees its type (as a Header).
+      if ((*inspect_)[static_cast<unsigned char>(r.frame.type)]) break;
       if (rest.size() >= size) {
         n += size;
         continue;

@@ -123,6 +123,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void on_backend_read(error_code ec, std::size_t n);
   bool forward_backend_batch();
   bool finish_backend_batch(std::size_t fwd, bool framing_lost, error_code write_ec);
+  bool must_see(char type) const;
+  protocol::ResponseEdits::Edit apply_response_edits(char type);
   void note_settings_change(std::string_view sql);
   bool hand_back();
   bool start_settings_readback();

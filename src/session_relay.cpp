@@ -44,6 +44,10 @@ const pr::StreamScanner::InspectSet kBackendInspectTransaction =
 const pr::StreamScanner::InspectSet kBackendInspectReadback = pr::make_inspect_set(
     pr::be::kReadyForQuery, pr::be::kParameterStatus, pr::be::kDataRow, pr::be::kErrorResponse);
 
+// Backend messages the pump inspects are held whole up to this size; a longer one (a hostile
+// server's ErrorResponse) is forwarded as it streams.
+constexpr std::size_t kBackendInspectMax = 64 * 1024;
+
 // Reported parameters a client cannot change are never part of parameter sync.
 bool is_settable(std::string_view name) { return !pr::is_fixed_parameter(name); }
 
@@ -566,7 +570,8 @@ void ClientSession::start_backend_pump() {
 
 void ClientSession::use_relay_backend_scanner() {
   backend_scanner_ = pr::StreamScanner(pr::Direction::Backend, max_message_,
-                                       tx_mode_ ? kBackendInspectTransaction : kBackendInspect);
+                                       tx_mode_ ? kBackendInspectTransaction : kBackendInspect,
+                                       kBackendInspectMax);
 }
 
 void ClientSession::read_backend() {
@@ -635,7 +640,8 @@ bool ClientSession::forward_backend_batch() {
     // A run of streamed messages (a result's DataRows) is one step.
     pr::ScanStep step = scanner.next_run(view.subspan(fwd));
     if (step.kind == pr::ScanStep::Kind::NeedMore) {
-      backend_need_ = step.frame.size();  // see relay(): grow only after consuming
+      // See relay(): grow only after consuming, and only as bytes arrive.
+      backend_need_ = room_for_rest(step.frame.size(), view.size() - fwd);
       break;
     }
     if (step.kind == pr::ScanStep::Kind::Error) {
@@ -648,9 +654,24 @@ bool ClientSession::forward_backend_batch() {
       // The answer to Sluice's own query: none of it reaches the client.
       if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
       run_start = fwd + step.n;
-      if (step.kind == pr::ScanStep::Kind::Message) on_readback_message(view.subspan(fwd, step.n));
+      if (step.kind == pr::ScanStep::Kind::Message) {
+        on_readback_message(view.subspan(fwd, step.n));
+      } else if (step.kind == pr::ScanStep::Kind::Header && must_see(step.frame.type)) {
+        readback_->failed = true;  // a row too long to hold: the settings stay unknown
+      }
       fwd += step.n;
       continue;
+    }
+    if (step.kind == pr::ScanStep::Kind::Header && must_see(step.frame.type)) {
+      // Too long to hold whole (over kBackendInspectMax): only a long ErrorResponse may be,
+      // forwarded as it streams but still accounted for; anything else is a broken server.
+      if (step.frame.type != pr::be::kErrorResponse) {
+        log::session().error("backend_protocol_error session={} error=oversized type={}", key_pid_,
+                             step.frame.type);
+        framing_lost = true;
+        break;
+      }
+      apply_response_edits(step.frame.type);
     }
     if (step.kind == pr::ScanStep::Kind::Message) {
       pr::ByteView msg = view.subspan(fwd, step.n);
@@ -679,14 +700,10 @@ bool ClientSession::forward_backend_batch() {
         }
       }
       if (tx_mode_) {
-        batch.not_prepared.clear();
-        batch.not_defined.clear();
         // Sluice's own answer to a message it refused (taken before the error ends the group).
         std::optional<pr::Buffer> refused;
         if (type == pr::be::kErrorResponse) refused = edits_.take_refusal(msg);
-        auto edit = edits_.on_backend_message(type, batch.not_prepared, batch.not_defined);
-        for (const auto& name : batch.not_prepared) b.statements.erase(name);
-        for (const auto& name : batch.not_defined) statements_.forget(name);
+        auto edit = apply_response_edits(type);
         if (type == pr::be::kErrorResponse) {
           forget_lost_statements(msg);
           std::optional<pr::Buffer> renamed =
@@ -739,6 +756,28 @@ bool ClientSession::forward_backend_batch() {
     }
   }
   return finish_backend_batch(fwd, framing_lost, ec);
+}
+
+// Whether the backend pump must see messages of `type` (its scanner inspects them).
+bool ClientSession::must_see(char type) const {
+  if (readback_) {
+    return type == pr::be::kDataRow || type == pr::be::kReadyForQuery ||
+           type == pr::be::kErrorResponse || type == pr::be::kParameterStatus;
+  }
+  return (tx_mode_ ? kBackendInspectTransaction
+                   : kBackendInspect)[static_cast<unsigned char>(type)];
+}
+
+// Transaction pooling: what ResponseEdits says of a backend message of `type`; statements whose
+// Parse was skipped after an error are forgotten by the backend's cache and the client's names.
+pr::ResponseEdits::Edit ClientSession::apply_response_edits(char type) {
+  BackendBatch& batch = *backend_batch_;
+  batch.not_prepared.clear();
+  batch.not_defined.clear();
+  const auto edit = edits_.on_backend_message(type, batch.not_prepared, batch.not_defined);
+  for (const auto& name : batch.not_prepared) backend_->statements.erase(name);
+  for (const auto& name : batch.not_defined) statements_.forget(name);
+  return edit;
 }
 
 // After the batch's `fwd` bytes were written to the client (or failed to be: `write_ec`).
@@ -1118,7 +1157,9 @@ awaitable<void> ClientSession::relay(bool resumed, error_code wake) {
       if (step.kind == pr::ScanStep::Kind::NeedMore) {
         // Room is made after the forwarded bytes are consumed: growing the buffer now would
         // move the bytes `view` points at.
-        need = std::min<std::size_t>(step.frame.size(), kInspectMaxTransaction);
+        // And only as bytes arrive: a declared length alone allocates nothing large.
+        need = room_for_rest(std::min<std::size_t>(step.frame.size(), kInspectMaxTransaction),
+                             view.size() - fwd);
         break;
       }
       if (step.kind == pr::ScanStep::Kind::Error) {

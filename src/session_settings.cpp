@@ -21,6 +21,9 @@ namespace {
 const pr::StreamScanner::InspectSet kBackendInspectReadback = pr::make_inspect_set(
     pr::be::kReadyForQuery, pr::be::kParameterStatus, pr::be::kDataRow, pr::be::kErrorResponse);
 
+// A row of the read-back longer than this is not held: the settings are then unknown.
+constexpr std::size_t kReadbackInspectMax = 64 * 1024;
+
 }  // namespace
 
 // Brings the backend's parameters in line with what this client expects. At login the client
@@ -104,8 +107,8 @@ bool ClientSession::start_settings_readback() {
   }
   readback_ = std::make_unique<SettingsReadback>();
   if (pending_syncs_++ == 0) statement_started();  // timed as a statement (statement_timeout)
-  backend_scanner_ =
-      pr::StreamScanner(pr::Direction::Backend, max_message_, kBackendInspectReadback);
+  backend_scanner_ = pr::StreamScanner(pr::Direction::Backend, max_message_,
+                                       kBackendInspectReadback, kReadbackInspectMax);
   return true;
 }
 

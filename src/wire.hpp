@@ -21,6 +21,16 @@ namespace sluice {
 // The relay's read size; buffers of this size are recycled per thread.
 inline constexpr std::size_t kRelayChunk = 32 * 1024;
 
+// Free room to make for the rest of a message of `message_size` bytes of which `buffered` are in
+// the buffer: at most as much again as has arrived (at least a chunk), so a peer that declares a
+// large message but sends little of it makes Sluice hold little (twice what it sent at most).
+constexpr std::size_t room_for_rest(std::size_t message_size, std::size_t buffered) {
+  if (message_size <= buffered) return 0;
+  const std::size_t rest = message_size - buffered;
+  const std::size_t step = buffered > kRelayChunk ? buffered : kRelayChunk;
+  return rest < step ? rest : step;
+}
+
 class ReadBuffer {
  public:
   // `capacity` bytes are allocated up front (uninitialised: the bytes are only ever written by

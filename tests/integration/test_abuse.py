@@ -172,3 +172,121 @@ def test_sql_too_long_to_inspect_pins_instead_of_passing_unchecked(sluice):
     with raw(sluice) as c:
         c.query("SELECT 1 /*" + "z" * (1100 * 1024) + "*/; LISTEN big_channel")
     assert "client_pinned" in sluice.log()
+
+
+# ---- item 7: buffering amplification ----------------------------------------------------------
+
+
+def proc_kib(pooler, field: str) -> int:
+    for line in Path(f"/proc/{pooler.proc.pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field}")
+
+
+@pytest.mark.timeout(60)
+def test_declared_lengths_alone_allocate_nothing_large(sluice):
+    """Clients that send the header of a large Query and then nothing make Sluice reserve room
+    for what they sent, not for what they declared."""
+    clients = [raw(sluice) for _ in range(90)]  # max_client_conn is 100
+    try:
+        before = proc_kib(sluice, "VmData")
+        for c in clients:
+            c.send(b"Q" + struct.pack("!I", 1024 * 1024) + b"SELECT ")
+        assert raw(sluice).query("SELECT 1") == [["1"]]  # everyone has been read by now
+        grown = proc_kib(sluice, "VmData") - before
+        # 90 declared MiB would be 90 MiB; a chunk each is about 3 MiB.
+        assert grown < 30 * 1024, f"VmData grew {grown} KiB"
+    finally:
+        for c in clients:
+            c.close()
+
+
+class HostileServer:
+    """Speaks just enough of the server side of the protocol: trust login, then CommandComplete
+    for every Query, except `SELECT huge_error`, answered with an ErrorResponse of `size` bytes."""
+
+    def __init__(self, size: int):
+        import socket
+        import threading
+        self.size = size
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        import threading
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.session, args=(conn,), daemon=True).start()
+
+    def session(self, conn):
+        def read_exact(n):
+            data = b""
+            while len(data) < n:
+                chunk = conn.recv(n - len(data))
+                if not chunk:
+                    raise EOFError
+                data += chunk
+            return data
+        try:
+            (length,) = struct.unpack("!I", read_exact(4))
+            read_exact(length - 4)  # the startup packet
+            out = message(b"R", struct.pack("!I", 0))
+            for k, v in (("server_version", "15.0"), ("server_encoding", "UTF8"),
+                         ("client_encoding", "UTF8"), ("DateStyle", "ISO, MDY"),
+                         ("TimeZone", "UTC"), ("integer_datetimes", "on"),
+                         ("standard_conforming_strings", "on"), ("IntervalStyle", "postgres"),
+                         ("application_name", ""), ("is_superuser", "off"),
+                         ("session_authorization", "alice"),
+                         ("default_transaction_read_only", "off"), ("in_hot_standby", "off")):
+                out += message(b"S", cstr(k) + cstr(v))
+            out += message(b"K", struct.pack("!II", 4242, 1)) + message(b"Z", b"I")
+            conn.sendall(out)
+            while True:
+                kind = read_exact(1)
+                (length,) = struct.unpack("!I", read_exact(4))
+                body = read_exact(length - 4)
+                if kind == b"X":
+                    return
+                if kind == b"Q" and b"huge_error" in body:
+                    text = b"M" + b"e" * self.size + b"\0"
+                    conn.sendall(message(b"E", b"SERROR\0CXX000\0" + text + b"\0")
+                                 + message(b"Z", b"I"))
+                elif kind == b"Q":
+                    conn.sendall(message(b"C", cstr("SELECT 0")) + message(b"Z", b"I"))
+        except (EOFError, OSError):
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.listener.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_a_huge_error_from_the_server_is_streamed_not_held(start_sluice, mode):
+    server = HostileServer(8 * 1024 * 1024)
+    try:
+        sluice = start_sluice(config={
+            "servers": {"hostile": {"host": "127.0.0.1", "port": server.port}},
+            "databases": {"hostile": {"server": "hostile", "dbname": "x", "pool_mode": mode,
+                                      "pool_size": 1}}})
+        with pgwire.connect(sluice.host, sluice.port, "alice", "hostile", "alice-secret") as c:
+            before = proc_kib(sluice, "VmHWM")
+            with pytest.raises(pgwire.ServerError) as e:
+                c.query("SELECT huge_error", timeout=30)
+            assert e.value.sqlstate == "XX000"
+            assert c.query("SELECT 1") == []  # the connection goes on
+            peak = proc_kib(sluice, "VmHWM") - before
+        # Held whole, the 8 MiB message would raise the peak by at least that much.
+        assert peak < 4 * 1024, f"peak RSS grew {peak} KiB"
+    finally:
+        server.close()

@@ -149,3 +149,23 @@ TEST_CASE("next_run: a result of many DataRows is one step") {
   CHECK(p.n == 7);
   CHECK(!sc2.in_body());
 }
+
+TEST_CASE("next_run: a message of an inspected type too long to hold starts its own step") {
+  const auto inspect = make_inspect_set(be::kErrorResponse, be::kReadyForQuery);
+  Bytes in;
+  msg(in, 'D', 30);
+  msg(in, 'E', 500);  // over inspect_max: streamed, but its type must be seen
+  msg(in, 'Z', 1);
+  StreamScanner sc(Direction::Backend, 1 << 20, inspect, 100);
+  ByteView v(in.data(), in.size());
+  ScanStep first = sc.next_run(v);
+  REQUIRE(first.kind == ScanStep::Kind::Header);
+  CHECK(first.frame.type == 'D');
+  CHECK(first.n == 35);
+  ScanStep error = sc.next_run(v.subspan(first.n));
+  REQUIRE(error.kind == ScanStep::Kind::Header);
+  CHECK(error.frame.type == 'E');
+  CHECK(error.n == 505);
+  ScanStep ready = sc.next_run(v.subspan(first.n + error.n));
+  CHECK(ready.kind == ScanStep::Kind::Message);
+}
