@@ -47,6 +47,43 @@ awaitable<std::vector<Endpoint>> resolve(const config::Server& server, error_cod
   co_return out;
 }
 
+// Runs `f` on a worker thread, off every event loop, and resumes the caller on its own executor
+// with the result: for work whose cost a remote peer chooses (PBKDF2 with the server's iteration
+// count), which must not stall the other sessions of a loop.
+template <typename F>
+awaitable<std::invoke_result_t<F>> off_loop(F f) {
+  using Result = std::invoke_result_t<F>;
+  static asio::thread_pool workers(1);
+  auto home = co_await asio::this_coro::executor;
+  // Named, not a temporary of the co_await expression: GCC 12 may destroy such temporaries twice.
+  auto initiation = [home, f = std::move(f)](auto handler) mutable {
+    asio::post(workers, [home, f = std::move(f), handler = std::move(handler)]() mutable {
+      Result result = f();
+      asio::post(home, [handler = std::move(handler), result = std::move(result)]() mutable {
+        handler(std::move(result));
+      });
+    });
+  };
+  Result result = co_await asio::async_initiate<decltype(asio::use_awaitable), void(Result)>(
+      std::move(initiation), asio::use_awaitable);
+  co_return result;
+}
+
+// Whether a SCRAM server-first-message asks for more PBKDF2 iterations than a login should spend
+// on an event loop (PostgreSQL's default is 4096). Malformed messages are left to the SCRAM code.
+bool costly_scram(std::string_view server_first) {
+  constexpr std::uint64_t kInlineIterations = 16384;
+  const std::size_t at = server_first.find(",i=");
+  if (at == std::string_view::npos) return false;
+  std::uint64_t iterations = 0;
+  for (std::size_t i = at + 3; i < server_first.size() && server_first[i] >= '0' &&
+                               server_first[i] <= '9' && iterations <= kInlineIterations;
+       ++i) {
+    iterations = iterations * 10 + static_cast<std::uint64_t>(server_first[i] - '0');
+  }
+  return iterations > kInlineIterations;
+}
+
 // Handles one Authentication request during login; appends any reply to `out`.
 std::optional<BackendError> answer_auth(const pr::Authentication& a, const BackendCredentials& c,
                                         std::unique_ptr<auth::ScramClient>& scram,
@@ -212,6 +249,26 @@ awaitable<std::optional<BackendError>> connect_backend(Backend& b, const config:
     switch (type) {
       case pr::be::kAuthentication: {
         auto a = pr::read_authentication(msg);
+        if (a && a->code == pr::AuthCode::SASLContinue && scram &&
+            costly_scram(
+                std::string_view(reinterpret_cast<const char*>(a->data.data()), a->data.size()))) {
+          // PBKDF2 with a server-chosen iteration count above the usual (up to 10 million,
+          // seconds of CPU): on a worker thread, so that connect_timeout and every other session
+          // of this loop go on. The usual counts stay inline: they cost less than the hop, and
+          // do not queue behind a hostile server's.
+          std::string data(reinterpret_cast<const char*>(a->data.data()), a->data.size());
+          auth::ScramClient* client = scram.get();
+          auto work = [client, data = std::move(data)] {
+            return client->handle_server_first(data);
+          };
+          std::optional<std::string> reply = co_await off_loop(std::move(work));
+          if (reply) {
+            pr::build_sasl_response(out, *reply);
+          } else {
+            failure = BackendError{.message = "sluice: SCRAM exchange with server failed"};
+          }
+          break;
+        }
         failure = a ? answer_auth(*a, creds, scram, out)
                     : BackendError{.message = "sluice: malformed Authentication from server"};
         break;

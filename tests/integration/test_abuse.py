@@ -290,3 +290,87 @@ def test_a_huge_error_from_the_server_is_streamed_not_held(start_sluice, mode):
         assert peak < 4 * 1024, f"peak RSS grew {peak} KiB"
     finally:
         server.close()
+
+
+# ---- item 8: a hostile server cannot stall an event loop ---------------------------------------
+
+
+class SlowScramServer:
+    """Asks for SCRAM-SHA-256 with `iterations` PBKDF2 rounds, then waits for the client's final
+    message (recording that it came) and ends the login with an error."""
+
+    def __init__(self, iterations: int):
+        import base64
+        import socket
+        import threading
+        self.iterations = iterations
+        self.salt = base64.b64encode(b"0123456789abcdef").decode()
+        self.continue_sent = threading.Event()
+        self.final_received = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            f = conn.makefile("rb")
+            try:
+                (length,) = struct.unpack("!I", f.read(4))
+                f.read(length - 4)  # startup packet
+                conn.sendall(message(b"R", struct.pack("!I", 10) + cstr("SCRAM-SHA-256") + b"\0"))
+                assert f.read(1) == b"p"
+                (length,) = struct.unpack("!I", f.read(4))
+                body = f.read(length - 4)
+                first = body.split(b"\0", 1)[1][4:].decode()  # after the mechanism and length
+                nonce = first.split("r=", 1)[1]
+                server_first = f"r={nonce}server,s={self.salt},i={self.iterations}"
+                conn.sendall(message(b"R", struct.pack("!I", 11) + server_first.encode()))
+                self.continue_sent.set()
+                if f.read(1) == b"p":
+                    self.final_received.set()
+                conn.sendall(message(b"E", b"SFATAL\0C28P01\0Mno\0\0"))
+            except (OSError, AssertionError, struct.error, IndexError):
+                pass
+
+    def close(self):
+        self.listener.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_servers_costly_scram_does_not_stall_other_clients(start_sluice):
+    """PBKDF2 with 10 million iterations (the most Sluice accepts from a server) takes seconds.
+    With one event loop, another client's query must be answered while it runs, not after."""
+    import threading
+    server = SlowScramServer(10_000_000)
+    try:
+        sluice = start_sluice(config={
+            "threads": 1, "client_login_timeout": "60s",
+            "servers": {"hostile": {"host": "127.0.0.1", "port": server.port,
+                                    "connect_timeout": "60s"}},
+            "databases": {"hostile": {"server": "hostile", "dbname": "x", "pool_mode": "session",
+                                      "pool_size": 1}}})
+
+        def victim_login():
+            try:
+                pgwire.connect(sluice.host, sluice.port, "alice", "hostile", "alice-secret",
+                               timeout=60).close()
+            except Exception:  # noqa: BLE001 - the login is meant to fail
+                pass
+
+        hostile = threading.Thread(target=victim_login, daemon=True)
+        hostile.start()
+        assert server.continue_sent.wait(30)
+        with raw(sluice) as other:
+            assert other.query("SELECT 1") == [["1"]]
+            answered_first = not server.final_received.is_set()
+        hostile.join(60)
+        assert server.final_received.is_set(), "the costly exchange never finished"
+        assert answered_first, "the other client waited for the server's PBKDF2"
+    finally:
+        server.close()
