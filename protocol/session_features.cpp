@@ -191,6 +191,13 @@ SessionUse classify(const std::vector<std::string_view>& w) {
     if (iequals(word, "set_config")) use.settings = true;  // either scope: reading back is safe
   }
   if (use.pin != SessionFeature::None) return use;
+  // SELECT … INTO TEMP[ORARY] [TABLE] t creates a temporary table too.
+  for (std::size_t i = 1; i + 1 < w.size(); ++i) {
+    if (iequals(w[i], "INTO") && (iequals(w[i + 1], "TEMP") || iequals(w[i + 1], "TEMPORARY"))) {
+      use.pin = SessionFeature::TempObject;
+      return use;
+    }
+  }
   std::string_view first = w[0];
   if (iequals(first, "LISTEN")) {
     use.pin = SessionFeature::Listen;
@@ -235,7 +242,7 @@ struct Trigger {
   std::string_view word;  // lower case
   bool first_word;        // only as a statement's first word (else anywhere, even inside a word)
 };
-constexpr std::array<Trigger, 11> kTriggers = {{{"advisory", false},
+constexpr std::array<Trigger, 12> kTriggers = {{{"advisory", false},
                                                 {"config", false},
                                                 {"create", true},
                                                 {"deallocate", true},
@@ -245,7 +252,8 @@ constexpr std::array<Trigger, 11> kTriggers = {{{"advisory", false},
                                                 {"listen", true},
                                                 {"prepare", true},
                                                 {"reset", true},
-                                                {"set", true}}};
+                                                {"set", true},
+                                                {"temp", false}}};
 
 struct TriggerTable {
   // For each byte: the triggers starting with it (either case), one bit each.

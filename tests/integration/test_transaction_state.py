@@ -406,6 +406,16 @@ def test_settings_of_a_client_that_leaves_at_once_reach_nobody(pg, sluice, when)
 
 
 @pytest.mark.targets("sluice")
+def test_select_into_temp_pins_and_keeps_its_table(sluice):
+    """SELECT … INTO TEMP creates a temporary table: the client keeps its backend."""
+    with psycopg.connect(sluice.conninfo(), autocommit=True) as conn:
+        conn.execute("SELECT 7 AS v INTO TEMP picked")
+        assert len(pinned_lines(sluice.log(), "temp_object")) == 1, sluice.log()
+        for _ in range(3):
+            assert conn.execute("SELECT v FROM picked").fetchone() == (7,)
+
+
+@pytest.mark.targets("sluice")
 def test_set_role_pins(pg, sluice):
     """SET ROLE is not handed from client to client: the client keeps its backend."""
     with psycopg.connect(sluice.conninfo(), autocommit=True) as conn:

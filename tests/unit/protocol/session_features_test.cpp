@@ -37,6 +37,9 @@ TEST_CASE("session-state statements are detected by their keywords", "[protocol]
       Row{"CREATE LOCAL TEMPORARY VIEW v AS SELECT 1", F::TempObject},
       Row{"create or replace temp view v as select 1", F::TempObject},
       Row{"CREATE TABLE t (a int)", F::None}, Row{"CREATE UNLOGGED TABLE t (a int)", F::None},
+      Row{"SELECT 1 AS a INTO TEMP t", F::TempObject},
+      Row{"select * into temporary table t from x", F::TempObject},
+      Row{"SELECT * INTO t FROM x", F::None}, Row{"SELECT template FROM temps", F::None},
       Row{"SELECT pg_advisory_lock(1)", F::AdvisoryLock},
       Row{"SELECT pg_advisory_lock_shared(1)", F::AdvisoryLock},
       Row{"SELECT pg_try_advisory_lock(1)", F::AdvisoryLock},
@@ -273,7 +276,8 @@ TEST_CASE("the prefilter lets plain SQL skip the lexer", "[protocol]") {
 TEST_CASE("the prefilter finds a trigger at every offset", "[protocol]") {
   // The scan goes 16 positions at a time with an overlapping last block: try every alignment.
   PrefilterCheck check;
-  const std::array<std::string, 12> statements = {"SET search_path TO x",
+  const std::array<std::string, 13> statements = {"SET search_path TO x",
+                                                  "SELECT 1 INTO TEMP t",
                                                   "reset statement_timeout",
                                                   "SELECT set_config('a', 'b', false)",
                                                   "DISCARD ALL",
