@@ -319,7 +319,6 @@ constexpr KeyInfo kKeys[] = {
    "recently used closed first); 0: no limit",
    {}, 0, 1000000, set<&Config::max_prepared_statements>,
    show<&Config::max_prepared_statements>},
-  {S::Global, "metrics_listen", T::String, R"("")", "", kRestart,
   {S::Global, "max_client_statements", T::Integer, "2000", "", kReload,
    "Named prepared statements one client may hold under transaction pooling; a Parse beyond "
    "them is refused with 53400 (drivers cache far fewer: asyncpg 100, pgJDBC 256); 0: no limit",
@@ -330,6 +329,7 @@ constexpr KeyInfo kKeys[] = {
    "transaction pooling; a Parse beyond them is refused with 53400; 0: no limit",
    {}, 0, 64 * kGiB, set<&Config::max_client_statement_bytes>,
    show<&Config::max_client_statement_bytes>},
+  {S::Global, "metrics_listen", T::String, R"("")", "", kRestart,
    "HTTP address for `/metrics`, `/status` and the dashboard `/`: `HOST:PORT`, `[IPv6]:PORT` or "
    "`*:PORT` (TCP only); empty: off",
    {}, 0, 0, set_metrics_listen, show_metrics_listen},
