@@ -135,6 +135,8 @@ class Parser {
   std::string file_;
   Config config_;
   Diagnostics diagnostics_;
+  // The values of the secret keys read (KeyInfo::secret): no diagnostic may echo them.
+  std::vector<std::string> secrets_;
   Lines lines_;  // every key and section read, except those of bulkheads
   std::vector<BulkheadEntry> bulkhead_entries_;  // parallel to config_.bulkheads
 };
@@ -155,6 +157,7 @@ Result<Config, Diagnostics> Parser::run(const std::string& text) {
   read_root(root);
   validate();
   if (!diagnostics_.empty()) {
+    for (Diagnostic& d : diagnostics_) d.reason = redact(std::move(d.reason), secrets_);
     // Line order reads like the file; diagnostics without a line (missing sections) go last.
     std::stable_sort(diagnostics_.begin(), diagnostics_.end(), [](const auto& a, const auto& b) {
       const auto rank = [](int line) { return line > 0 ? line : std::numeric_limits<int>::max(); };
@@ -270,6 +273,14 @@ void Parser::read_keys(Section section, const std::string& name, const TomlValue
             misplaced ? "unknown key (top-level keys must come before the first [section])"
                       : "unknown key");
       continue;
+    }
+    if (key->secret) {  // whatever its type, so that no message about it can echo it
+      if (value.is_string()) secrets_.push_back(value.as_string().str);
+      if (value.is_array()) {
+        for (const TomlValue& element : value.as_array()) {
+          if (element.is_string()) secrets_.push_back(element.as_string().str);
+        }
+      }
     }
     std::optional<KeyValue> converted = convert(*key, path, value);
     if (!converted) continue;

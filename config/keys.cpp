@@ -251,6 +251,7 @@ using S = Section;
 using T = KeyType;
 constexpr bool kReload = true;
 constexpr bool kRestart = false;
+constexpr bool kSecret = true;  // KeyInfo::secret, the last field: written only where it is true
 constexpr std::int64_t kGiB = 1024 * 1024 * 1024;
 constexpr std::int64_t kMaxMs = kMaxDuration.count();
 
@@ -387,7 +388,7 @@ constexpr KeyInfo kKeys[] = {
    {}, 0, 0, set<&Database::user>, show<&Database::user>},
   {S::Database, "password", T::String, R"("")", "", kReload,
    "Password of `user` towards the server (plain text or md5 hash); empty: from `auth_file`",
-   {}, 0, 0, set<&Database::password>, show<&Database::password>},
+   {}, 0, 0, set<&Database::password>, show<&Database::password>, kSecret},
   {S::Database, "pool_mode", T::Enum, R"("session")", "", kRestart,
    "`session`: a client keeps one backend until it disconnects; `transaction`: a backend is "
    "held from the first message of a transaction to the ReadyForQuery that ends it",
@@ -518,6 +519,29 @@ constexpr std::string_view section_prefix(Section section) {
 }  // namespace
 
 std::span<const KeyInfo> key_table() { return kKeys; }
+
+std::string display_value(const KeyInfo& key, const ConstKeyTarget& target) {
+  std::string value = key.show(target);
+  // Every secret key is a string (or list) whose unset value shows as "" (or []).
+  if (key.secret && value != "\"\"" && value != "[]") return std::string(kRedacted);
+  return value;
+}
+
+std::string redact(std::string text, std::span<const std::string> secrets) {
+  std::vector<std::string_view> sorted;
+  for (const std::string& secret : secrets) {
+    if (!secret.empty()) sorted.emplace_back(secret);
+  }
+  std::sort(sorted.begin(), sorted.end(),
+            [](std::string_view a, std::string_view b) { return a.size() > b.size(); });
+  for (const std::string_view secret : sorted) {
+    for (std::size_t at = text.find(secret); at != std::string::npos;
+         at = text.find(secret, at + kRedacted.size())) {
+      text.replace(at, secret.size(), kRedacted);
+    }
+  }
+  return text;
+}
 
 std::optional<std::string> bulkhead_name_error(std::string_view name) {
   if (name.empty()) return "must not be empty";

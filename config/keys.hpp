@@ -63,9 +63,28 @@ struct KeyInfo {
   // Stores a type- and range-checked value; returns a reason if it is still invalid (e.g. a
   // malformed listen entry). Called at most once per key and section.
   std::optional<std::string> (*apply)(KeyTarget& target, const KeyValue& value) = nullptr;
-  // The current value as TOML text, in the same form as default_text.
+  // The current value as TOML text, in the same form as default_text. Raw: what people see goes
+  // through display_value(), which hides a secret key's value.
   std::string (*show)(const ConstKeyTarget& target) = nullptr;
+  // The value is a password or other credential. Everything that renders a value for people
+  // (SHOW CONFIG, the reload diff and its log lines, diagnostics) prints kRedacted instead of a
+  // non-empty value; an empty one still shows as "" so that an operator can see it is unset.
+  // A secret key's default must be empty (the README reference prints defaults).
+  bool secret = false;
 };
+
+// What people see in place of a secret key's value. Not TOML, so it cannot be mistaken for (or
+// pasted back as) a real value.
+inline constexpr std::string_view kRedacted = "********";
+
+// The current value of `key` as people may see it: key.show(target), or kRedacted when the key
+// is secret and its value is not empty.
+std::string display_value(const KeyInfo& key, const ConstKeyTarget& target);
+
+// `text` with every occurrence of each non-empty string of `secrets` replaced by kRedacted
+// (longest first, so that a secret containing another is hidden whole). For messages that may
+// echo a secret key's value, e.g. a diagnostic built from it.
+std::string redact(std::string text, std::span<const std::string> secrets);
 
 // All keys, grouped by section in the order of the README reference.
 std::span<const KeyInfo> key_table();
@@ -82,7 +101,8 @@ std::string key_path(Section section, std::string_view section_name, std::string
 // "string", "integer", "bool", "duration", "string list", "enum".
 std::string_view type_name(KeyType type);
 
-// One current setting, for SHOW CONFIG: key is the dotted path, value and default are TOML text.
+// One current setting, for SHOW CONFIG: key is the dotted path, value and default are TOML text
+// (the value as display_value() renders it: kRedacted for a secret key that is set).
 struct ConfigRow {
   std::string key;
   std::string value;
@@ -111,7 +131,9 @@ std::string bulkhead_label(const Config& config, const Bulkhead& bulkhead);
 // caller to decide). Bulkheads are matched by (server, name), whatever their order in the file; a
 // bulkhead on one side only is one row "bulkheads.LABEL" whose value is
 // `{name = "NAME", server = "SERVER"}`. Otherwise the row is a changed key and reloadable comes
-// from the table.
+// from the table. Values are compared raw but rendered by display_value(), so a changed secret
+// key is a row whose old and new values are kRedacted (or "" where it is unset): the change is
+// visible, the values are not.
 struct ConfigChange {
   std::string key;
   std::string old_value;

@@ -1,5 +1,6 @@
 // Everything generated from the key table: SHOW CONFIG rows, the reload diff, and the README's
-// configuration reference.
+// configuration reference. Values shown to people go through display_value(), so a secret key's
+// value never leaves this file (the diff compares raw values, then renders them).
 #include "config/keys.hpp"
 
 #include <algorithm>
@@ -10,14 +11,26 @@
 namespace sluice::config {
 namespace {
 
-// Rows for the keys of one section, whose objects `target` points at.
+// One key of one section: its path, where its value lives, and the raw value (for the diff).
+struct KeyValueRow {
+  std::string path;
+  const KeyInfo* key;
+  ConstKeyTarget target;
+  std::string raw;
+};
+
+// The keys of one section, whose objects `target` points at.
 void append_rows(Section section, std::string_view section_name, const ConstKeyTarget& target,
-                 std::vector<ConfigRow>& rows) {
+                 std::vector<KeyValueRow>& rows) {
   for (const KeyInfo& key : key_table()) {
     if (key.section != section) continue;
-    rows.push_back({key_path(section, section_name, key.name), key.show(target),
-                    std::string(key.default_text), key.reloadable});
+    rows.push_back({key_path(section, section_name, key.name), &key, target, key.show(target)});
   }
+}
+
+ConfigRow config_row(const KeyValueRow& row) {
+  return {row.path, display_value(*row.key, row.target), std::string(row.key->default_text),
+          row.key->reloadable};
 }
 
 std::string escape_cell(std::string_view text) {
@@ -55,15 +68,20 @@ void render_section(Section section, std::string_view heading, std::string& out,
     if (key.section != section) continue;
     const std::string default_cell =
         key.default_text.empty() ? "(none)" : "`" + std::string(key.default_text) + "`";
+    std::string description(key.description);
+    if (key.secret) {
+      description += "; secret: SHOW CONFIG, the reload log and errors print `" +
+                     std::string(kRedacted) + "` for it when set";
+    }
     out += "| `" + std::string(key.name) + "` | " + escape_cell(type_cell(key)) + " | " +
            escape_cell(default_cell) + " | " + (key.reloadable ? "yes" : "no") + " | " +
-           escape_cell(key.description) + " |\n";
+           escape_cell(description) + " |\n";
   }
 }
 
 // The rows of every key except the bulkheads'.
-std::vector<ConfigRow> section_rows(const Config& config) {
-  std::vector<ConfigRow> rows;
+std::vector<KeyValueRow> section_rows(const Config& config) {
+  std::vector<KeyValueRow> rows;
   append_rows(Section::Global, "", ConstKeyTarget{config}, rows);
   for (const auto& [name, server] : config.servers) {
     append_rows(Section::Server, name, ConstKeyTarget{config, &server, nullptr}, rows);
@@ -94,11 +112,14 @@ std::string bulkhead_label(const Config& config, const Bulkhead& bulkhead) {
 }
 
 std::vector<ConfigRow> show_config(const Config& config) {
-  std::vector<ConfigRow> rows = section_rows(config);
+  std::vector<KeyValueRow> values = section_rows(config);
   for (const Bulkhead& bulkhead : config.bulkheads) {
     append_rows(Section::Bulkhead, bulkhead_label(config, bulkhead),
-                bulkhead_target(config, bulkhead), rows);
+                bulkhead_target(config, bulkhead), values);
   }
+  std::vector<ConfigRow> rows;
+  rows.reserve(values.size());
+  for (const KeyValueRow& value : values) rows.push_back(config_row(value));
   return rows;
 }
 
@@ -144,14 +165,15 @@ std::vector<ConfigChange> diff_configs(const Config& before, const Config& after
 
   // Keys of sections on both sides: compare values. A key path exists on both sides exactly when
   // its section does, so rows of one-sided sections are skipped here.
-  std::map<std::string, const ConfigRow*> old_rows;
-  const std::vector<ConfigRow> old_all = section_rows(before);
-  const std::vector<ConfigRow> new_all = section_rows(after);
-  for (const ConfigRow& row : old_all) old_rows.emplace(row.key, &row);
-  for (const ConfigRow& row : new_all) {
-    const auto it = old_rows.find(row.key);
-    if (it == old_rows.end() || it->second->value == row.value) continue;
-    changes.push_back({row.key, it->second->value, row.value, row.reloadable});
+  std::map<std::string, const KeyValueRow*> old_rows;
+  const std::vector<KeyValueRow> old_all = section_rows(before);
+  const std::vector<KeyValueRow> new_all = section_rows(after);
+  for (const KeyValueRow& row : old_all) old_rows.emplace(row.path, &row);
+  for (const KeyValueRow& row : new_all) {
+    const auto it = old_rows.find(row.path);
+    if (it == old_rows.end() || it->second->raw == row.raw) continue;
+    changes.push_back({row.path, display_value(*row.key, it->second->target),
+                       display_value(*row.key, row.target), row.key->reloadable});
   }
 
   // Keys of bulkheads on both sides, in the new file's order, named as in the new SHOW CONFIG.
@@ -161,11 +183,12 @@ std::vector<ConfigChange> diff_configs(const Config& before, const Config& after
     const std::string label = bulkhead_label(after, b);
     for (const KeyInfo& key : key_table()) {
       if (key.section != Section::Bulkhead) continue;
-      std::string old_value = key.show(bulkhead_target(before, *old->second));
-      std::string new_value = key.show(bulkhead_target(after, b));
-      if (old_value == new_value) continue;
-      changes.push_back({key_path(Section::Bulkhead, label, key.name), std::move(old_value),
-                         std::move(new_value), key.reloadable});
+      const ConstKeyTarget old_target = bulkhead_target(before, *old->second);
+      const ConstKeyTarget new_target = bulkhead_target(after, b);
+      if (key.show(old_target) == key.show(new_target)) continue;
+      changes.push_back({key_path(Section::Bulkhead, label, key.name),
+                         display_value(key, old_target), display_value(key, new_target),
+                         key.reloadable});
     }
   }
   return changes;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -517,4 +518,152 @@ TEST_CASE("README.md carries the generated config reference verbatim", "[config]
   REQUIRE(end != std::string::npos);
   INFO("regenerate the text between the markers with `sluice --print-config-reference`");
   CHECK(readme.substr(start, end - start) == render_reference_markdown());
+}
+
+// ---- secrets ----------------------------------------------------------------------------------
+
+namespace {
+
+constexpr const char* kSecretText = "hunter2-Sup3r-s3cret";
+
+// A TOML value of `key`'s type holding `text` (secret keys are strings or lists of strings).
+std::string secret_value(const KeyInfo& key, const std::string& text) {
+  return key.type == KeyType::StringList ? "[\"" + text + "\"]" : "\"" + text + "\"";
+}
+
+bool any_contains(const std::vector<std::string>& texts, std::string_view needle) {
+  return std::any_of(texts.begin(), texts.end(),
+                     [&](const std::string& t) { return t.find(needle) != std::string::npos; });
+}
+
+}  // namespace
+
+TEST_CASE("every key that holds a password or a secret is marked secret in the key table",
+          "[config]") {
+  std::size_t secrets = 0;
+  for (const KeyInfo& key : key_table()) {
+    CAPTURE(key.name);
+    const std::string_view name = key.name;
+    for (const std::string_view word : {"password", "passwd", "secret", "private", "token"}) {
+      if (name.find(word) != std::string_view::npos) CHECK(key.secret);
+    }
+    if (!key.secret) continue;
+    ++secrets;
+    // What display_value() can hide: a text whose unset form is "" or [], with no default value
+    // the reference would print.
+    CHECK((key.type == KeyType::String || key.type == KeyType::StringList));
+    CHECK((key.default_text.empty() || key.default_text == "\"\"" || key.default_text == "[]"));
+  }
+  CHECK(find_key(Section::Database, "password")->secret);
+  CHECK(secrets >= 1);
+  // Paths of files are not secret (the key's contents are in the file, not in the config).
+  CHECK_FALSE(find_key(Section::Global, "client_tls_key_file")->secret);
+  CHECK_FALSE(find_key(Section::Global, "auth_file")->secret);
+  CHECK_FALSE(find_key(Section::Global, "auth_user")->secret);
+}
+
+TEST_CASE("SHOW CONFIG and the reload diff never contain a secret key's value", "[config]") {
+  for (const KeyInfo& key : key_table()) {
+    if (!key.secret) continue;
+    CAPTURE(key.name);
+    int line = 0;
+    const Config unset = parse_ok(with_key(key, secret_value(key, ""), line));
+    const Config set = parse_ok(with_key(key, secret_value(key, kSecretText), line));
+    const Config changed = parse_ok(with_key(key, secret_value(key, "an0ther-pass"), line));
+
+    std::vector<std::string> shown;
+    for (const ConfigRow& row : show_config(set)) {
+      shown.push_back(row.value);
+      if (row.key == path_of(key)) CHECK(row.value == kRedacted);
+    }
+    CHECK_FALSE(any_contains(shown, kSecretText));
+    for (const ConfigRow& row : show_config(unset)) {
+      if (row.key == path_of(key))
+        CHECK(row.value == (key.type == KeyType::StringList ? "[]" : "\"\""));
+    }
+
+    // A change is reported (compared on the values), rendered without them.
+    for (const auto& [before, after] :
+         {std::pair{&unset, &set}, std::pair{&set, &changed}, std::pair{&set, &unset}}) {
+      const std::vector<ConfigChange> changes = diff_configs(*before, *after);
+      REQUIRE(changes.size() == 1);
+      CHECK(changes[0].key == path_of(key));
+      CHECK((changes[0].old_value == kRedacted || changes[0].new_value == kRedacted));
+      for (const std::string* value : {&changes[0].old_value, &changes[0].new_value}) {
+        CHECK(value->find(kSecretText) == std::string::npos);
+        CHECK(value->find("an0ther-pass") == std::string::npos);
+      }
+    }
+    CHECK(diff_configs(set, set).empty());
+
+    // The reference shows an empty default and says the value is hidden.
+    const std::string reference = render_reference_markdown();
+    const std::size_t row = reference.find("| `" + std::string(key.name) + "` | ");
+    REQUIRE(row != std::string::npos);
+    const std::string text = reference.substr(row, reference.find('\n', row) - row);
+    CHECK(text.find(std::string(kRedacted)) != std::string::npos);
+  }
+}
+
+TEST_CASE("redact hides every occurrence of each secret, the longest first", "[config]") {
+  const std::vector<std::string> secrets = {"pw", "", "pw-long"};
+  CHECK(redact("a pw-long and a pw, pwpw", secrets) ==
+        "a ******** and a ********, ****************");
+  CHECK(redact("nothing here", secrets) == "nothing here");
+  CHECK(redact("empty secrets hide nothing", std::vector<std::string>{""}) ==
+        "empty secrets hide nothing");
+}
+
+TEST_CASE("no diagnostic repeats a secret value, even one written into another key", "[config]") {
+  // An operator pasted the password into pool_mode too: its "got ..." must not show it.
+  const auto parsed = parse_config(R"(auth_type = "trust"
+[servers.main]
+[databases.app]
+user = "svc"
+password = "Corr3ct-Horse"
+pool_mode = "Corr3ct-Horse"
+server = "Corr3ct-Horse"
+)",
+                                   "t.toml");
+  REQUIRE_FALSE(parsed);
+  std::vector<std::string> messages;
+  for (const Diagnostic& d : parsed.error()) messages.push_back(d.to_string());
+  CAPTURE(messages);
+  REQUIRE(messages.size() == 2);
+  CHECK(messages[0] ==
+        "t.toml:6: databases.app.pool_mode: must be one of session, transaction; got "
+        "\"********\"");
+  CHECK(messages[1].starts_with("t.toml:7: databases.app.server: unknown server \"********\""));
+  CHECK_FALSE(any_contains(messages, "Corr3ct"));
+}
+
+TEST_CASE("the reload diff reports a changed database password without its values", "[config]") {
+  const std::string head =
+      "auth_type = \"trust\"\n[servers.main]\n[databases.app]\nuser = \"svc\"\n";
+  const Config before = parse_ok(head + "password = \"old-Pa55word\"\npool_size = 10\n");
+  const Config after = parse_ok(head + "password = \"new-Pa55word\"\npool_size = 20\n");
+  const Config unset = parse_ok(head + "pool_size = 20\n");
+  const auto lines_of = [](const Config& a, const Config& b) {
+    std::vector<std::string> lines;
+    for (const ConfigChange& c : diff_configs(a, b)) {
+      lines.push_back(c.key + " " + c.old_value + " -> " + c.new_value);
+    }
+    return lines;
+  };
+  CHECK(lines_of(before, after) == std::vector<std::string>{
+                                       "databases.app.password ******** -> ********",
+                                       "databases.app.pool_size 10 -> 20",
+                                   });
+  CHECK(lines_of(after, unset) ==
+        std::vector<std::string>{"databases.app.password ******** -> \"\""});
+  CHECK(lines_of(unset, before) == std::vector<std::string>{
+                                       "databases.app.password \"\" -> ********",
+                                       "databases.app.pool_size 20 -> 10",
+                                   });
+  std::map<std::string, std::string> shown;
+  for (const ConfigRow& row : show_config(after)) shown[row.key] = row.value;
+  CHECK(shown["databases.app.password"] == "********");
+  CHECK(shown["databases.app.user"] == "\"svc\"");
+  for (const ConfigRow& row : show_config(unset)) shown[row.key] = row.value;
+  CHECK(shown["databases.app.password"] == "\"\"");
 }

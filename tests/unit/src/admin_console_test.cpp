@@ -195,6 +195,8 @@ ResultSet single_result(const std::vector<Msg>& msgs) {
 
 // ---- a fake pooler --------------------------------------------------------------------------
 
+constexpr const char* kShopPassword = "sh0p-Pa55word";
+
 std::shared_ptr<const config::Config> make_config() {
   auto cfg = std::make_shared<config::Config>();
   cfg->servers["main"] = config::Server{.name = "main", .host = "10.0.0.5", .port = 5433};
@@ -210,6 +212,7 @@ std::shared_ptr<const config::Config> make_config() {
   shop.server = "main";
   shop.dbname = "shop_prod";
   shop.user = "shopper";
+  shop.password = kShopPassword;
   cfg->databases["shop"] = shop;
   return cfg;
 }
@@ -594,6 +597,20 @@ TEST_CASE("SHOW CONFIG lists every key with its value, default and reloadability
   CHECK(by_key["listen"][3] == "f");
   CHECK(by_key["databases.app.pool_size"][1] == "10");
   CHECK(by_key["servers.main.port"][1] == "5433");
+  CHECK(by_key["databases.shop.password"][1] == "********");  // a secret key, set
+  CHECK(by_key["databases.app.password"][1] == "\"\"");       // unset: visibly empty
+}
+
+TEST_CASE("no SHOW item prints a database password, not even to a stats user", "[admin]") {
+  const pr::ShowItem item = GENERATE(from_range(pr::show_items().begin(), pr::show_items().end()));
+  const std::string sql = "SHOW " + std::string(pr::to_string(item));
+  CAPTURE(sql);
+  const ResultSet rs = single_result(run(sql, AdminRole::Stats));
+  for (const auto& row : rs.rows) {
+    for (const Cell& cell : row) {
+      if (cell) CHECK(cell->find(kShopPassword) == std::string::npos);
+    }
+  }
 }
 
 TEST_CASE("SHOW LISTS, VERSION and HELP", "[admin]") {
