@@ -1,5 +1,6 @@
 #include "src/auth_query.hpp"
 
+#include "config/keys.hpp"
 #include "src/auth_store.hpp"
 #include "src/log.hpp"
 
@@ -245,8 +246,9 @@ awaitable<Outcome> run_query(PGconn* conn, const std::string& query, const std::
     if (PQresultStatus(result.get()) != PGRES_TUPLES_OK) {
       const char* sqlstate = PQresultErrorField(result.get(), PG_DIAG_SQLSTATE);
       const char* message = PQresultErrorField(result.get(), PG_DIAG_MESSAGE_PRIMARY);
-      outcome = failed("query", std::string(sqlstate != nullptr ? sqlstate : "") + " " +
-                                    (message != nullptr ? message : "no result rows"));
+      outcome =
+          failed("query", auth_query_error_text(sqlstate != nullptr ? sqlstate : "",
+                                                message != nullptr ? message : "no result rows"));
     } else if (PQnfields(result.get()) < 2) {
       outcome = failed("query", "auth_query must return two columns (user name, secret)");
     } else if (PQntuples(result.get()) == 0 || PQgetisnull(result.get(), 0, 1) != 0) {
@@ -291,6 +293,18 @@ std::string cache_key(const config::Config& cfg, const config::Server& server,
 
 }  // namespace
 
+std::string auth_query_error_text(std::string_view sqlstate, std::string_view message) {
+  std::string text = std::string(sqlstate) + " " + std::string(message);
+  if (!sqlstate.starts_with("22")) return text;
+  // From the first quote to the last (a value may contain quotes), or to the end if unclosed.
+  const std::size_t open = text.find('"', sqlstate.size());
+  if (open == std::string::npos) return text;
+  const std::size_t close = text.rfind('"');
+  text.replace(open, close > open ? close - open + 1 : std::string::npos,
+               "\"" + std::string(config::kRedacted) + "\"");
+  return text;
+}
+
 // ---- the service -------------------------------------------------------------------------------
 
 awaitable<FoundSecret> AuthQuery::lookup(const config::Config& cfg, const config::Server& server,
@@ -303,7 +317,7 @@ awaitable<FoundSecret> AuthQuery::lookup(const config::Config& cfg, const config
     std::lock_guard lock(mu_);
     if (auto cached = cache_.find(key, AuthQueryCache::Clock::now(), ttl)) {
       log::main().debug("auth_query_cached server={} db={} user={} found={}", server.name, dbname,
-                        user, cached->has_value());
+                        log::value(user), cached->has_value());
       co_return std::move(*cached);
     }
   }
@@ -312,13 +326,14 @@ awaitable<FoundSecret> AuthQuery::lookup(const config::Config& cfg, const config
     // Never the secret, the query text or auth_user's password: only where and why.
     log::main().warn(
         "auth_query_failed reason={} server={} db={} auth_user={} user={} error=\"{}\"",
-        outcome.reason, server.name, dbname, cfg.auth_user, user, outcome.error);
+        outcome.reason, server.name, dbname, cfg.auth_user, log::value(user),
+        log::escaped(outcome.error));
     co_return std::nullopt;
   }
   FoundSecret found;
   if (outcome.kind == Outcome::Kind::Found) found = std::move(outcome.secret);
-  log::main().debug("auth_query_done server={} db={} user={} found={}", server.name, dbname, user,
-                    found.has_value());
+  log::main().debug("auth_query_done server={} db={} user={} found={}", server.name, dbname,
+                    log::value(user), found.has_value());
   {
     std::lock_guard lock(mu_);
     cache_.put(key, found, AuthQueryCache::Clock::now(), ttl);
@@ -349,7 +364,7 @@ awaitable<std::shared_ptr<const UserSecret>> lookup_user_secret(const config::Co
   FoundSecret secret =
       co_await auth_query_service().lookup(cfg, server->second, dbname, user, store);
   if (!secret) co_return nullptr;
-  auto parsed = make_user_secret(*secret, cfg.scram_iterations);
+  auto parsed = make_user_secret(user, *secret, cfg.scram_iterations);
   if (!parsed) co_return nullptr;
   co_return std::make_shared<const UserSecret>(std::move(*parsed));
 }

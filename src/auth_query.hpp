@@ -26,6 +26,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 namespace sluice {
@@ -86,6 +87,12 @@ class AuthQuery {
   std::mutex mu_;
   AuthQueryCache cache_;  // guarded by mu_
 };
+
+// What the log may say of an SQL error that auth_query got: "SQLSTATE message". A data exception
+// (SQLSTATE class 22) quotes the offending value, which may be the very secret the query read
+// (e.g. a cast of passwd that fails), so its quoted part becomes "********"; other errors quote
+// identifiers (a missing function or relation), which an operator needs, and are kept.
+std::string auth_query_error_text(std::string_view sqlstate, std::string_view message);
 
 // The process-wide AuthQuery, created on first use.
 AuthQuery& auth_query_service();

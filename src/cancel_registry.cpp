@@ -13,25 +13,29 @@ std::uint32_t random_u32() {
   std::memcpy(&v, r.data(), 4);
   return v;
 }
+
+// A random pid in 1..2^31-1: positive as a signed 32-bit int, as libpq and the drivers store it.
+std::uint32_t random_pid() {
+  for (;;) {
+    const std::uint32_t pid = random_u32() & 0x7fffffffU;
+    if (pid != 0) return pid;
+  }
+}
 }  // namespace
 
-// Keys start at a random point so they do not look like (or collide with) real PostgreSQL pids
-// in a predictable way; the secret is what makes a key unguessable.
 CancelRegistry::CancelRegistry()
     : id_([] {
         static std::atomic<std::uint32_t> registries{0};
         return ++registries;
-      }()),
-      next_pid_((random_u32() % 0x3fffffff) + 1) {}
+      }()) {}
 
 std::pair<std::uint32_t, std::uint32_t> CancelRegistry::add(std::weak_ptr<ClientSession> session) {
-  std::uint32_t secret = random_u32();
+  // Drawn outside the lock; a pid already taken (about one draw in 2^31 / live sessions) is
+  // drawn again under it.
+  const std::uint32_t secret = random_u32();
+  std::uint32_t pid = random_pid();
   std::lock_guard lock(mu_);
-  std::uint32_t pid;
-  do {
-    pid = next_pid_++;
-    if (next_pid_ > 0x7fffffff) next_pid_ = 1;  // stay a positive int32, as libpq stores it
-  } while (pid == 0 || entries_.count(pid) != 0);
+  while (entries_.count(pid) != 0) pid = random_pid();
   auto [it, inserted] = entries_.try_emplace(pid);
   it->second.secret = secret;
   it->second.session = std::move(session);
@@ -87,16 +91,27 @@ void CancelRegistry::set_target(Slot& slot, Backend& backend) {
 
 void CancelRegistry::clear_target(Slot& slot) { store(slot, 0, 0, 0); }
 
+std::optional<CancelTarget> CancelRegistry::target_of(const Entry& entry) const {
+  const std::uint32_t endpoint = entry.slot.endpoint_.load(std::memory_order_acquire);
+  if (endpoint == 0) return std::nullopt;
+  const std::uint64_t key = entry.slot.key_.load(std::memory_order_relaxed);
+  return CancelTarget{.endpoint = endpoints_[endpoint - 1],
+                      .pid = static_cast<std::uint32_t>(key >> 32),
+                      .secret = static_cast<std::uint32_t>(key)};
+}
+
+CancelRegistry::Match CancelRegistry::match(std::uint32_t pid, std::uint32_t secret) {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(pid);
+  if (it == entries_.end() || it->second.secret != secret) return {};
+  return Match{.session = it->second.session.lock(), .target = target_of(it->second)};
+}
+
 std::optional<CancelTarget> CancelRegistry::lookup(std::uint32_t pid, std::uint32_t secret) {
   std::lock_guard lock(mu_);
   auto it = entries_.find(pid);
   if (it == entries_.end() || it->second.secret != secret) return std::nullopt;
-  const std::uint32_t endpoint = it->second.slot.endpoint_.load(std::memory_order_acquire);
-  if (endpoint == 0) return std::nullopt;
-  const std::uint64_t key = it->second.slot.key_.load(std::memory_order_relaxed);
-  return CancelTarget{.endpoint = endpoints_[endpoint - 1],
-                      .pid = static_cast<std::uint32_t>(key >> 32),
-                      .secret = static_cast<std::uint32_t>(key)};
+  return target_of(it->second);
 }
 
 std::shared_ptr<ClientSession> CancelRegistry::session_for(std::uint32_t pid,
@@ -125,6 +140,10 @@ std::vector<std::shared_ptr<ClientSession>> CancelRegistry::sessions() {
 std::size_t CancelRegistry::size() {
   std::lock_guard lock(mu_);
   return entries_.size();
+}
+
+bool CancelRegistry::allow_cancel_request(const std::optional<asio::ip::address>& peer) {
+  return cancel_limiter_.try_take(peer, std::chrono::steady_clock::now());
 }
 
 }  // namespace sluice

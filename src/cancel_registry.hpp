@@ -2,6 +2,10 @@
 //
 // A CancelRequest carries (pid, secret); the registry answers where to forward it: the backend
 // the session is using right now, if any. It also lets shutdown reach every session.
+// Both halves of a key are random (OpenSSL RAND_bytes): the pid, unique among live sessions, in
+// 1..2^31-1 (libpq and the drivers keep it in a signed 32-bit int), and the 32-bit secret, so
+// a key cannot be predicted from another session's (issue 12, item 10). CancelRequests are
+// rate-limited per peer address by the registry's CancelRateLimiter (allow_cancel_request).
 // Thread-safety: all members may be called from any thread (one mutex, short sections), except
 // that a Slot's target is written by its own session only.
 //
@@ -14,6 +18,7 @@
 #pragma once
 
 #include "src/asio_prelude.hpp"
+#include "src/cancel_rate_limiter.hpp"
 
 #include <atomic>
 #include <cstdint>
@@ -57,6 +62,13 @@ class CancelRegistry {
   void set_target(Slot& slot, Backend& backend);
   static void clear_target(Slot& slot);
 
+  // What a CancelRequest's key designates: the session (null if no live session has this key)
+  // and, if it is using a backend now, the target to forward the request to. One lock.
+  struct Match {
+    std::shared_ptr<ClientSession> session;
+    std::optional<CancelTarget> target;
+  };
+  Match match(std::uint32_t pid, std::uint32_t secret);
   // The target for a CancelRequest, if the key matches a session that is using a backend.
   std::optional<CancelTarget> lookup(std::uint32_t pid, std::uint32_t secret);
   // The session with this key, if the secret matches (a CancelRequest for a queued session).
@@ -65,6 +77,10 @@ class CancelRegistry {
   std::shared_ptr<ClientSession> find(std::uint32_t pid);
   std::vector<std::shared_ptr<ClientSession>> sessions();
   std::size_t size();
+
+  // Whether a CancelRequest from `peer` (nullopt: a Unix-socket client) may be acted on now, per
+  // CancelRateLimiter's per-peer token bucket; false means drop it.
+  bool allow_cancel_request(const std::optional<asio::ip::address>& peer);
 
  private:
   struct Entry {
@@ -75,6 +91,8 @@ class CancelRegistry {
   // The 1-based index of the backend's endpoint in endpoints_ (interned under mu_ the first
   // time, then remembered in the Backend); 0 if it has no remote endpoint.
   std::uint32_t endpoint_of(Backend& backend);
+  // Called with mu_ held: the target of a matched entry, if it is using a backend.
+  std::optional<CancelTarget> target_of(const Entry& entry) const;
   // Called with mu_ held: the 1-based index of `ep` in endpoints_, added if new.
   std::uint32_t intern(const Endpoint& ep);
   static void store(Slot& slot, std::uint32_t endpoint, std::uint32_t pid, std::uint32_t secret);
@@ -84,7 +102,7 @@ class CancelRegistry {
   std::unordered_map<std::uint32_t, Entry> entries_;  // node-based: a Slot never moves
   // Every distinct backend address seen (a handful: one per server address); never shrinks.
   std::vector<Endpoint> endpoints_;
-  std::uint32_t next_pid_;
+  CancelRateLimiter cancel_limiter_;  // its own lock
 };
 
 }  // namespace sluice

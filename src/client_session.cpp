@@ -88,13 +88,13 @@ awaitable<void> ClientSession::run_admin() {
   if (listed(cfg->admin_users)) {
     role = AdminRole::Admin;
   } else if (!listed(cfg->stats_users)) {
-    log::session().info("admin_refused peer={} user={}", peer_, user_);
+    log::session().info("admin_refused peer={} user={}", peer_, log::value(user_));
     co_await send_fatal("42501", "permission denied for the admin console",
                         "user \"" + user_ + "\" is in neither admin_users nor stats_users");
     co_return;
   }
-  log::session().info("admin_login session={} peer={} user={} role={}", key_pid_, peer_, user_,
-                      role == AdminRole::Admin ? "admin" : "stats");
+  log::session().info("admin_login session={} peer={} user={} role={}", key_pid_, peer_,
+                      log::value(user_), role == AdminRole::Admin ? "admin" : "stats");
   set_state(ClientState::Active);
   pr::Buffer out;
   const std::pair<std::string_view, std::string_view> params[] = {
@@ -170,7 +170,8 @@ awaitable<void> ClientSession::run() {
                                                           .address = client_address()});
       if (auto* refusal = std::get_if<AdmissionRefusal>(&admitted)) {
         log::session().info("client_refused reason={} peer={} db={} user={}",
-                            pools::to_string(refusal->reason), peer_, database_, user_);
+                            pools::to_string(refusal->reason), peer_, log::value(database_),
+                            log::value(user_));
         co_await send_fatal(refusal->sqlstate, refusal->message, refusal->detail, refusal->hint);
         co_return;
       }
@@ -205,8 +206,9 @@ awaitable<void> ClientSession::run() {
     co_await cleanup();
     co_return;
   }
-  log::session().debug("session_started session={} peer={} db={} user={}", key_pid_, peer_,
-                       database_, user_);
+  log::session().debug("session_started session={} peer={} db={} user={} application_name={}",
+                       key_pid_, peer_, log::value(database_), log::value(user_),
+                       log::value(app_name_));
   // Until the session ends, or until it first parks (then a wait holds it, and this frame, the
   // login's, is freed).
   co_await relay(false, {});
@@ -261,7 +263,8 @@ awaitable<bool> ClientSession::read_startup() {
           try {
             TlsBridge::start(client_, std::move(tls), rt_.config()->client_login_timeout, peer_);
           } catch (const std::exception& e) {
-            log::session().warn("tls_start_failed peer={} error=\"{}\"", peer_, e.what());
+            log::session().warn("tls_start_failed peer={} error=\"{}\"", peer_,
+                                log::escaped(e.what()));
             co_return false;
           }
           tls_peer_ = std::make_unique<const asio::ip::address>(*address);
@@ -313,7 +316,8 @@ awaitable<bool> ClientSession::read_startup() {
     params_ = ParamSetTable::process().intern(std::move(requested));
     if (!tls_peer_ && rt_.config()->client_tls_mode == config::ClientTlsMode::Require &&
         peer_address(client_)) {
-      log::session().info("client_refused reason=tls_required peer={} user={}", peer_, user_);
+      log::session().info("client_refused reason=tls_required peer={} user={}", peer_,
+                          log::value(user_));
       co_await send_fatal("28000", "SSL required",
                           "sluice: client_tls_mode is \"require\" for TCP connections",
                           "Connect with sslmode=require (or verify-ca, verify-full).");
@@ -335,26 +339,42 @@ awaitable<bool> ClientSession::read_startup() {
   }
 }
 
+// Issue 12, item 10: the peer's cancel budget first (CancelRateLimiter), then the key. Whatever
+// the outcome, the client's connection is closed before anything is done about it, as PostgreSQL
+// answers every CancelRequest: neither the answer nor its timing (forwarding waits for the
+// backend to take the request) tells a right key from a wrong one.
 awaitable<void> ClientSession::handle_cancel_request(pr::ByteView msg) {
-  auto req = pr::read_cancel_request(msg);
-  if (!req) co_return;
-  auto target = rt_.cancels().lookup(req->pid, req->secret);
-  if (!target) {
+  CancelRegistry& cancels = rt_.cancels();
+  const bool allowed = cancels.allow_cancel_request(client_address());
+  const auto req = pr::read_cancel_request(msg);
+  CancelRegistry::Match match;
+  if (allowed && req) match = cancels.match(req->pid, req->secret);
+  error_code ignored;
+  client_.shutdown(Socket::shutdown_both, ignored);
+  client_.close(ignored);
+
+  CancelOutcome outcome = CancelOutcome::UnknownKey;
+  if (!allowed) {
+    outcome = CancelOutcome::RateLimited;
+  } else if (match.session && match.target) {
+    outcome = CancelOutcome::Forwarded;
+  } else if (match.session) {
     // Not running anything on a backend: it may be waiting in a queue; it then leaves it.
-    if (auto session = rt_.cancels().session_for(req->pid, req->secret)) {
-      session->cancel_wait();
-      co_return;
-    }
-    log::session().debug("cancel_ignored reason=no_match peer={}", peer_);
+    const bool queued =
+        match.session->state_.load(std::memory_order_relaxed) == ClientState::Waiting;
+    outcome = queued ? CancelOutcome::Dequeued : CancelOutcome::NothingRunning;
+    match.session->cancel_wait();
+  }
+  rt_.metrics().count_cancel_request(outcome);
+  if (outcome != CancelOutcome::Forwarded) {
+    log::session().debug("cancel_request outcome={} peer={}", to_string(outcome), peer_);
     co_return;
   }
-  log::session().info("cancel_forwarded session={} backend_pid={}", req->pid, target->pid);
-  if (auto session = rt_.cancels().session_for(req->pid, req->secret)) {
-    // series_ was set before the session was registered and never changes: safe to read here.
-    if (session->series_ != nullptr) session->series_->count_statement_cancel();
-  }
-  co_await send_cancel_request(co_await asio::this_coro::executor, target->endpoint, target->pid,
-                               target->secret);
+  log::session().info("cancel_forwarded session={} backend_pid={}", req->pid, match.target->pid);
+  // series_ was set before the session was registered and never changes: safe to read here.
+  if (match.session->series_ != nullptr) match.session->series_->count_statement_cancel();
+  co_await send_cancel_request(co_await asio::this_coro::executor, match.target->endpoint,
+                               match.target->pid, match.target->secret);
 }
 
 // ---- 3. authentication -----------------------------------------------------------------------
@@ -376,7 +396,7 @@ awaitable<std::optional<std::size_t>> ClientSession::read_client_message(char ex
 }
 
 awaitable<void> ClientSession::auth_failed() {
-  log::session().info("login_failed reason=password peer={} user={}", peer_, user_);
+  log::session().info("login_failed reason=password peer={} user={}", peer_, log::value(user_));
   co_await send_fatal("28P01", "password authentication failed for user \"" + user_ + "\"");
 }
 
@@ -396,8 +416,11 @@ awaitable<bool> ClientSession::authenticate() {
       ok = true;
       break;
     case config::AuthType::Md5:
-      // As PostgreSQL: md5 users whose secret is a SCRAM verifier authenticate with SCRAM.
-      if (secret != nullptr && secret->kind == UserSecret::Kind::Scram) {
+      // As PostgreSQL: a user whose secret is a SCRAM verifier authenticates with SCRAM, any other
+      // known user with md5. An unknown user gets the method most of the auth file's users get
+      // (PostgreSQL's password_encryption rule), so the method does not tell it from them.
+      if (secret != nullptr ? secret->kind == UserSecret::Kind::Scram
+                            : store->unknown_user_gets_scram_under_md5()) {
         ok = co_await auth_scram(secret);
       } else {
         ok = co_await auth_password(secret);
@@ -437,8 +460,12 @@ awaitable<bool> ClientSession::auth_password(const UserSecret* secret) {
   if (secret != nullptr && secret->kind == UserSecret::Kind::Plain) {
     md5secret = auth::md5_secret(secret->text, user_);
   }
-  if (md5secret.empty() ||
-      !auth::constant_time_equal(given, auth::md5_response_from_secret(md5secret, salt))) {
+  // An unknown user is checked against a stand-in secret, so its failure costs what a wrong
+  // password costs; `doomed` makes sure it fails.
+  const bool doomed = md5secret.empty();
+  if (doomed) md5secret = auth::md5_secret(auth::random_bytes(16), user_);
+  if (!auth::constant_time_equal(given, auth::md5_response_from_secret(md5secret, salt)) ||
+      doomed) {
     co_await auth_failed();
     co_return false;
   }
@@ -452,7 +479,12 @@ awaitable<bool> ClientSession::auth_scram(const UserSecret* secret) {
   error_code ec;
   if (!co_await write_all(client_, out, ec)) co_return false;
 
-  auth::ScramSecret verifier = secret != nullptr ? secret->scram : rt_.auth()->mock_secret(user_);
+  // A user whose secret cannot answer SCRAM (unknown, or stored as an md5 secret) is shown the
+  // mock verifier: the salt this process derives from the name, the usual iteration count. The
+  // exchange runs up to the proof and fails there like a wrong password (PostgreSQL's "doomed"
+  // exchange), so nothing before the password check tells such a user from a real one.
+  const bool doomed = secret == nullptr || secret->kind == UserSecret::Kind::Md5;
+  auth::ScramSecret verifier = doomed ? rt_.auth()->mock_secret(user_) : secret->scram;
   auth::ScramServer server(verifier, auth::base64_encode(auth::random_bytes(18)));
 
   auto size = co_await read_client_message(pr::fe::kPassword);
@@ -478,8 +510,9 @@ awaitable<bool> ClientSession::auth_scram(const UserSecret* secret) {
   std::optional<std::string> server_final;
   if (response) server_final = server.handle_client_final(*response);
   in_.consume(*size);
-  if (!server_final || secret == nullptr) {
-    if (server.error() == auth::ScramError::BadProof || secret == nullptr) {
+  // A malformed message is 08P01 for unknown and known users alike; only a proof is checked.
+  if (!server_final || doomed) {
+    if (server.error() == auth::ScramError::BadProof || (server_final && doomed)) {
       co_await auth_failed();
     } else {
       co_await send_fatal("08P01", "malformed SCRAM message");

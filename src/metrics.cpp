@@ -32,6 +32,22 @@ double breaker_value(pools::BreakerState s) {
 
 }  // namespace
 
+const char* to_string(CancelOutcome o) {
+  switch (o) {
+    case CancelOutcome::Forwarded:
+      return "forwarded";
+    case CancelOutcome::Dequeued:
+      return "dequeued";
+    case CancelOutcome::NothingRunning:
+      return "nothing_running";
+    case CancelOutcome::UnknownKey:
+      return "unknown_key";
+    case CancelOutcome::RateLimited:
+      return "rate_limited";
+  }
+  return "unknown_key";
+}
+
 const std::vector<double>& duration_buckets() {
   static const std::vector<double> buckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                            0.25,   0.5,   1,      2.5,   5,    10,    30};
@@ -125,6 +141,10 @@ Metrics::Metrics(const config::Config& cfg) : registry_(std::make_shared<prometh
   process_->bytes_sent.counter = &add_counter(MetricId::ClientBytesSent, {});
   process_->protocol_errors.counter = &add_counter(MetricId::ProtocolErrors, {});
   escaped_exceptions_ = &add_counter(MetricId::EscapedExceptions, {});
+  for (std::size_t i = 0; i < kCancelOutcomeCount; ++i) {
+    cancel_requests_[i] =
+        &add_counter(MetricId::CancelRequests, {to_string(static_cast<CancelOutcome>(i))});
+  }
   add_gauge(MetricId::BuildInfo, {SLUICE_VERSION}).Set(1);
 
   std::lock_guard lock(mutex_);
@@ -231,6 +251,10 @@ ServerSeries* Metrics::server_series(const std::string& server) {
 }
 
 void Metrics::count_escaped_exception() { escaped_exceptions_->Increment(); }
+
+void Metrics::count_cancel_request(CancelOutcome outcome) {
+  cancel_requests_[static_cast<std::size_t>(outcome)]->Increment();
+}
 
 void Metrics::update(const Snapshot& snapshot) {
   std::lock_guard lock(mutex_);

@@ -80,7 +80,8 @@ enum class MetricId : std::size_t {
   ClientBytesSent,
   ProtocolErrors,
   EscapedExceptions,
-  BuildInfo,  // {version}
+  CancelRequests,  // {outcome}
+  BuildInfo,       // {version}
 };
 inline constexpr std::size_t kMetricCount = static_cast<std::size_t>(MetricId::BuildInfo) + 1;
 
@@ -248,6 +249,11 @@ inline constexpr std::array<MetricSpec, kMetricCount> kMetrics{{
      MetricKind::Counter,
      {},
      "Exceptions that escaped a coroutine (bugs or resource exhaustion)."},
+    {MetricId::CancelRequests,
+     "sluice_cancel_requests_total",
+     MetricKind::Counter,
+     {"outcome"},
+     "CancelRequests received from clients, by what became of them."},
     {MetricId::BuildInfo,
      "sluice_build_info",
      MetricKind::Gauge,
@@ -258,6 +264,18 @@ inline constexpr std::array<MetricSpec, kMetricCount> kMetrics{{
 inline constexpr const MetricSpec& metric_spec(MetricId id) {
   return kMetrics[static_cast<std::size_t>(id)];
 }
+
+// What became of a client's CancelRequest (label `outcome` of sluice_cancel_requests_total).
+enum class CancelOutcome {
+  Forwarded,       // sent to the backend the session is using
+  Dequeued,        // the session was queued for a slot: it left the queue (57014)
+  NothingRunning,  // the key is right but the session runs nothing on a backend: no effect
+  UnknownKey,      // no live session has this key: no effect
+  RateLimited,     // the peer's cancel budget is spent (CancelRateLimiter): dropped unread
+};
+inline constexpr std::size_t kCancelOutcomeCount = 5;
+// Exactly: forwarded, dequeued, nothing_running, unknown_key, rate_limited.
+const char* to_string(CancelOutcome o);
 
 // Bucket boundaries of every duration histogram, in seconds.
 const std::vector<double>& duration_buckets();
@@ -307,6 +325,8 @@ class Metrics {
   ServerSeries* server_series(const std::string& server);
 
   void count_escaped_exception();
+  // One CancelRequest and what became of it. Lock-free; any thread.
+  void count_cancel_request(CancelOutcome outcome);
 
   // Sets gauges and advances counters from `snapshot` (see the file comment).
   void update(const Snapshot& snapshot);
@@ -349,6 +369,7 @@ class Metrics {
   std::unique_ptr<ProcessEntry> process_;
   std::uint64_t generation_ = 0;  // update() calls so far
   prometheus::Counter* escaped_exceptions_ = nullptr;
+  std::array<prometheus::Counter*, kCancelOutcomeCount> cancel_requests_{};  // by CancelOutcome
 };
 
 }  // namespace sluice

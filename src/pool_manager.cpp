@@ -566,14 +566,15 @@ awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> PoolManager::che
         connect_failed(s);
       }
       log::pool().warn("backend_connect_failed server={} db={} user={} sqlstate={} reason=\"{}\"",
-                       s.cfg.name, pool.db.dbname, creds.user, err->sqlstate, err->message);
+                       s.cfg.name, pool.db.dbname, log::value(creds.user), err->sqlstate,
+                       log::escaped(err->message));
       co_return *err;
     }
     s.book.connected(pick.id, Clock::now(), false);
     s.admission.record_connect_success(Clock::now());
     if (startup.empty()) pool.server_defaults = b->defaults;
     log::pool().debug("backend_connected server={} db={} user={} pid={}", s.cfg.name,
-                      pool.db.dbname, creds.user, b->pid);
+                      pool.db.dbname, log::value(creds.user), b->pid);
     co_return b;
   }
 }

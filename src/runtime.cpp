@@ -22,7 +22,7 @@ auto log_exception(const char* where) {
     try {
       std::rethrow_exception(e);
     } catch (const std::exception& ex) {
-      log::main().error("escaped_exception where={} what=\"{}\"", where, ex.what());
+      log::main().error("escaped_exception where={} what=\"{}\"", where, log::escaped(ex.what()));
     } catch (...) {
       log::main().error("escaped_exception where={} what=unknown", where);
     }

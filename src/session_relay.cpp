@@ -95,8 +95,8 @@ awaitable<bool> ClientSession::login_attach() {
   auto cfg = rt_.config();
   const config::Database* db = cfg->find_database(database_);
   if (db == nullptr) {
-    log::session().info("login_failed reason=unknown_database peer={} user={} db={}", peer_, user_,
-                        database_);
+    log::session().info("login_failed reason=unknown_database peer={} user={} db={}", peer_,
+                        log::value(user_), log::value(database_));
     co_await send_fatal("3D000", "database \"" + database_ + "\" does not exist");
     co_return false;
   }
@@ -257,7 +257,7 @@ void ClientSession::pin(pr::SessionFeature why) {
   if (!tx_mode_ || pinned_) return;
   pinned_ = true;
   log::session().info("client_pinned session={} reason={} db={} user={}", key_pid_,
-                      pr::to_string(why), database_, user_);
+                      pr::to_string(why), log::value(database_), log::value(user_));
 }
 
 bool ClientSession::inspect_client_message(pr::ByteView msg, bool complete) {

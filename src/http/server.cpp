@@ -260,7 +260,8 @@ HttpResponse respond(const HttpHandler& handler, const HttpRequest& request) {
   try {
     return handler(request);
   } catch (const std::exception& ex) {
-    log::main().error("http_handler_failed path={} what=\"{}\"", request.path, ex.what());
+    log::main().error("http_handler_failed path={} what=\"{}\"", log::value(request.path),
+                      log::escaped(ex.what()));
     return error_response(500);
   }
 }

@@ -310,3 +310,19 @@ TEST_CASE("a server that never answers fails the lookup at connect_timeout witho
 }
 
 }  // namespace
+
+TEST_CASE("a data exception of auth_query is logged without the value it quotes", "[auth_query]") {
+  // e.g. auth_query = "SELECT usename, passwd::int ...": PostgreSQL quotes the secret it read.
+  CHECK(
+      sluice::auth_query_error_text(
+          "22P02", "invalid input syntax for type integer: \"SCRAM-SHA-256$4096:c2FsdA==$a:b\"") ==
+      "22P02 invalid input syntax for type integer: \"********\"");
+  CHECK(sluice::auth_query_error_text("22P02", "invalid input: \"md5abc\"\"def\"") ==
+        "22P02 invalid input: \"********\"");
+  CHECK(sluice::auth_query_error_text("22P02", "unclosed \"md5abc") ==
+        "22P02 unclosed \"********\"");
+  CHECK(sluice::auth_query_error_text("22012", "division by zero") == "22012 division by zero");
+  // Other errors quote identifiers, which an operator needs to see.
+  CHECK(sluice::auth_query_error_text("42P01", "relation \"pg_shadowx\" does not exist") ==
+        "42P01 relation \"pg_shadowx\" does not exist");
+}

@@ -11,7 +11,9 @@
 
 #include <atomic>
 #include <memory>
+#include <set>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -152,4 +154,60 @@ TEST_CASE("a session's Slot sets and clears its target without the registry's lo
   CHECK(bad == 0);
   r.remove(pid);
   CHECK(r.slot(pid) == nullptr);
+}
+
+TEST_CASE("cancel keys are random: unpredictable pids, positive as int32, unique", "[src]") {
+  // Issue 12, item 10: a pid must not be predictable from the one issued before it.
+  CancelRegistry r;
+  constexpr int kSessions = 2000;
+  std::vector<std::uint32_t> pids;
+  std::set<std::uint32_t> distinct;
+  std::set<std::uint32_t> secrets;
+  for (int i = 0; i < kSessions; ++i) {
+    const auto [pid, secret] = r.add(std::weak_ptr<sluice::ClientSession>());
+    CHECK(pid != 0);
+    CHECK(pid <= 0x7fffffffU);  // libpq keeps it in a signed 32-bit int
+    pids.push_back(pid);
+    distinct.insert(pid);
+    secrets.insert(secret);
+  }
+  CHECK(distinct.size() == kSessions);  // unique among live sessions
+  CHECK(r.size() == kSessions);
+  // Sequential or small-step keys would put most neighbours within a few of each other; random
+  // ones almost never (2000 draws from 2^31: the chance of even one pair within 1000 is ~1e-3).
+  int close_neighbours = 0;
+  std::uint32_t high_bit_set = 0;
+  for (std::size_t i = 1; i < pids.size(); ++i) {
+    const auto gap = pids[i] > pids[i - 1] ? pids[i] - pids[i - 1] : pids[i - 1] - pids[i];
+    if (gap < 1000) ++close_neighbours;
+  }
+  for (std::uint32_t pid : pids) high_bit_set += (pid >> 30) & 1;
+  CHECK(close_neighbours <= 2);
+  // Bit 30 is set in about half of them: the whole positive int32 range is used.
+  CHECK(high_bit_set > kSessions / 4);
+  CHECK(high_bit_set < kSessions * 3 / 4);
+  CHECK(secrets.size() > kSessions - 5);  // 32 random bits each
+  for (std::uint32_t pid : pids) r.remove(pid);
+  CHECK(r.size() == 0);
+}
+
+TEST_CASE("match finds the session and its target with the right secret only", "[src]") {
+  CancelRegistry r;
+  auto session = std::shared_ptr<sluice::ClientSession>();  // no live session object needed
+  const auto [pid, secret] = r.add(session);
+  CHECK_FALSE(r.match(pid, secret + 1).target.has_value());
+  CHECK(r.match(pid, secret + 1).session == nullptr);
+  CHECK_FALSE(r.match(pid, secret).target.has_value());  // no backend yet
+
+  asio::io_context io;
+  Backend b(io.get_executor());
+  b.remote = tcp("127.0.0.1", 5432);
+  b.pid = 7;
+  b.secret = 8;
+  r.set_target(*r.slot(pid), b);
+  const auto m = r.match(pid, secret);
+  REQUIRE(m.target.has_value());
+  CHECK(m.target->pid == 7);
+  CHECK(m.target->secret == 8);
+  CHECK_FALSE(r.match(pid, secret ^ 1).target.has_value());
 }

@@ -275,6 +275,28 @@ TEST_CASE("Event handles are resolved once and feed their series", "[metrics]") 
   CHECK(s.at("sluice_escaped_exceptions_total") == 1);
 }
 
+TEST_CASE("Cancel requests are counted by outcome, every outcome from zero", "[metrics]") {
+  Metrics m(two_server_config());
+  const auto key = [](const char* outcome) {
+    return std::string("sluice_cancel_requests_total{outcome=\"") + outcome + "\"}";
+  };
+  auto s = parse_exposition(m.render());
+  for (const char* outcome :
+       {"forwarded", "dequeued", "nothing_running", "unknown_key", "rate_limited"}) {
+    CHECK(s.at(key(outcome)) == 0);
+  }
+  m.count_cancel_request(sluice::CancelOutcome::Forwarded);
+  m.count_cancel_request(sluice::CancelOutcome::RateLimited);
+  m.count_cancel_request(sluice::CancelOutcome::RateLimited);
+  m.count_cancel_request(sluice::CancelOutcome::UnknownKey);
+  s = parse_exposition(m.render());
+  CHECK(s.at(key("forwarded")) == 1);
+  CHECK(s.at(key("rate_limited")) == 2);
+  CHECK(s.at(key("unknown_key")) == 1);
+  CHECK(s.at(key("dequeued")) == 0);
+  CHECK(s.at(key("nothing_running")) == 0);
+}
+
 TEST_CASE("Handles, updates and renders may run on several threads at once", "[metrics]") {
   Metrics m(two_server_config());
   constexpr int kThreads = 4;
