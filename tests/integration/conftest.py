@@ -143,3 +143,23 @@ def sluice(start_sluice, request):
     """The pooler with the defaults, or with @pytest.mark.sluice_config(config=..., users=...)."""
     marker = request.node.get_closest_marker("sluice_config")
     return start_sluice(**(marker.kwargs if marker else {}))
+
+
+TENANT_SCHEMAS = 8  # s0..s7
+
+
+@pytest.fixture(scope="module")
+def tenant_schemas(pg):
+    """Schemas s0..s7 owned by alice, each with a table whoami naming its schema, and
+    public.whoami naming 'public': an unqualified `whoami` shows which search_path applies (the
+    per-connection search_path of multi-tenant applications). Returns their names."""
+    with pg.connect("alice", pg.ALICE_PASSWORD, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS public.whoami (name text)")
+        conn.execute("TRUNCATE public.whoami")
+        conn.execute("INSERT INTO public.whoami VALUES ('public')")
+        for k in range(TENANT_SCHEMAS):
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS s{k}")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS s{k}.whoami (name text)")
+            conn.execute(f"TRUNCATE s{k}.whoami")
+            conn.execute(f"INSERT INTO s{k}.whoami VALUES ('s{k}')")
+    return [f"s{k}" for k in range(TENANT_SCHEMAS)]

@@ -24,10 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TARGET
+from conftest import TARGET, TENANT_SCHEMAS
 
 SCRIPT = Path(__file__).resolve().parent / "ruby" / "rails_pattern.rb"
-SCHEMAS = 8  # s0..s7, each with a table whoami holding its own name
 CONNECTIONS = 8
 TRANSACTION_POOL = 3
 
@@ -48,28 +47,12 @@ def ruby():
     return ruby
 
 
-@pytest.fixture(scope="module")
-def schemas(pg):
-    """Schemas s0..s7 owned by alice, each with a table whoami naming its schema, and
-    public.whoami naming 'public': an unqualified `whoami` shows which search_path applies."""
-    with pg.connect("alice", pg.ALICE_PASSWORD, autocommit=True) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS public.whoami (name text)")
-        conn.execute("TRUNCATE public.whoami")
-        conn.execute("INSERT INTO public.whoami VALUES ('public')")
-        for k in range(SCHEMAS):
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS s{k}")
-            conn.execute(f"CREATE TABLE IF NOT EXISTS s{k}.whoami (name text)")
-            conn.execute(f"TRUNCATE s{k}.whoami")
-            conn.execute(f"INSERT INTO s{k}.whoami VALUES ('s{k}')")
-    return SCHEMAS
-
-
 def run_rails(ruby, target, layout, transactions):
     """Runs rails_pattern.rb against `target`; returns its JSON summary (exit status 1, a failed
     check, still has one: the test asserts on its errors first, for the better message)."""
     result = subprocess.run(
         [ruby, str(SCRIPT), target.host, str(target.port), "alice", "alice-secret", "app", layout,
-         str(CONNECTIONS), str(transactions), str(SCHEMAS)],
+         str(CONNECTIONS), str(transactions), str(TENANT_SCHEMAS)],
         capture_output=True, text=True, timeout=170, stdin=subprocess.DEVNULL)
     lines = result.stdout.strip().splitlines()
     assert lines and lines[-1].startswith("{"), (
@@ -111,7 +94,7 @@ def assert_transaction_pooled(target, mode, report, pool_size):
 
 @pytest.mark.timeout(200)
 @pytest.mark.parametrize("mode", MODES)
-def test_rails_connections_in_threads(start_sluice, ruby, schemas, mode):
+def test_rails_connections_in_threads(start_sluice, ruby, tenant_schemas, mode):
     # Eight connections at once, each in its own thread, over three backends in transaction mode.
     transactions = 30
     sluice, pool_size = start(start_sluice, mode)
@@ -125,7 +108,7 @@ def test_rails_connections_in_threads(start_sluice, ruby, schemas, mode):
 
 @pytest.mark.timeout(200)
 @pytest.mark.parametrize("mode", MODES)
-def test_rails_connections_interleaved(start_sluice, ruby, schemas, mode):
+def test_rails_connections_interleaved(start_sluice, ruby, tenant_schemas, mode):
     # One thread, three transactions open at once, a different three every round: with three
     # backends in transaction mode, every connection's transactions are spread over them.
     transactions = 24
