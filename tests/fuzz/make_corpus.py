@@ -167,6 +167,67 @@ BACKEND = {
 }
 
 
+# ---- SQL for inspect_session_use and the settings tracker (session_features_fuzz) ----
+# After the SQL, lines "e name=value" (expected), "r ..." (read-back rows), "a ..." (applied),
+# "b ..." (the backend's current values) feed merge_session_settings and plan_settings_sync.
+SESSION_FEATURES = {
+    "plain_select": b"SELECT * FROM t WHERE a = 'LISTEN' -- PREPARE\n",
+    "listen_and_set": b"LISTEN jobs; SET search_path = tenant_7, public; SET LOCAL x.y = 1",
+    "custom_names": b"SELECT set_config('myapp.tenant', '7', false), current_setting(\"App.User\")",
+    "dollar_quotes": b"DO $fn$ BEGIN PERFORM pg_advisory_lock(1); END $fn$; DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+    "discard_deallocate": b"/* a */ DISCARD ALL; DEALLOCATE PREPARE ALL; EXECUTE sluice_abc; CREATE TEMP TABLE t()",
+    "role_and_reset": b"SET SESSION AUTHORIZATION x; RESET ALL; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+    "settings_lists": (b"SET statement_timeout = 5\n"
+                       b"e application_name=app\ne TimeZone=UTC\ne search_path=public\n"
+                       b"r search_path=tenant_7, public\nr statement_timeout=5000\n"
+                       b"r transaction_isolation=serializable\nr TimeZone=Europe/Paris\n"
+                       b"a work_mem=64MB\na statement_timeout=1000\n"
+                       b"b statement_timeout=1000\nb search_path=public\nb it's=a \\ quote\n"),
+    "unterminated": b"SELECT 'abc; LISTEN x; E'\\' ; $$ PREPARE",
+}
+
+# ---- client messages for StatementMapper (statement_mapper_fuzz) ----
+# Header: max statements % 5, max bytes / 2, cache capacity % 5; then operations, one byte each
+# (% 14) with their arguments: 0 Parse(name, query, types), 1 Bind(name, params), 2 Describe,
+# 3 Close (kind, name), 4 Query(query), 5 Sync, 6 Execute, 7 Flush, 8 deliver n answers,
+# 9 fail next, 10 raw(type, n, bytes), 11 define(name, query, types), 12 Bind prefix(name,
+# params, keep), 13 deliver all. Names index ["", a, b, A, sluice_a, sluice_noop,
+# sluice_refusal]; queries index a fixed list, or >= 0xe0 takes (b & 0x1f) bytes of the input.
+def ops(*parts):
+    return bytes(parts)
+
+
+STATEMENT_MAPPER = {
+    "parse_bind_sync": ops(0, 0, 0, 0, 1, 0, 0, 1, 1, 0, 6, 5, 13),
+    "limits_two_statements": ops(2, 20, 2, 0, 1, 0, 0, 0, 2, 1, 0, 0, 3, 0, 0, 5, 13, 3, 1, 1, 5, 13),
+    "eviction_and_reprepare": ops(0, 0, 1, 0, 1, 0, 0, 0, 2, 1, 0, 1, 1, 0, 5, 13, 1, 2, 0, 5, 13),
+    "deallocate_query": ops(0, 0, 0, 0, 1, 0, 0, 5, 13, 4, 3, 13, 4, 5, 13, 0, 1, 1, 0, 5),
+    "error_mid_pipeline": ops(0, 0, 0, 0, 1, 0, 0, 9, 0, 2, 1, 0, 1, 1, 0, 3, 1, 1, 5, 8, 2, 8, 7),
+    "reserved_names": ops(0, 0, 0, 1, 4, 0, 2, 1, 4, 1, 5, 0, 4, 9, 0, 5, 6, 0, 5, 13),
+    "define_then_bind_prefix": ops(0, 0, 3, 11, 1, 0, 0, 5, 13, 12, 1, 2, 9, 5, 13),
+    "raw_messages": ops(0, 0, 0, 10, 0, 6) + b"x\0y\0\0\0" + ops(10, 1, 3) + b"\0a\0" + ops(5, 13),
+    "query_text": ops(0, 0, 0, 0, 1, 0xe0 | 17) + b"DEALLOCATE \"a\"; x" + ops(0, 4, 0xe0 | 8) + b"SELECT 9" + ops(0, 5, 13),
+}
+
+# ---- SCRAM client messages (scram_messages_fuzz): client-first, newline, client-final ----
+RFC_NONCE = "rOprNGfwEbeRWgbNEkqO"
+RFC_COMBINED = RFC_NONCE + "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+SCRAM = {
+    "rfc7677_exchange": ("n,,n=user,r=" + RFC_NONCE + "\nc=biws,r=" + RFC_COMBINED
+                         + ",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=").encode(),
+    "wrong_proof": ("n,,n=,r=" + RFC_NONCE + "\nc=biws,r=" + RFC_COMBINED
+                    + ",p=qvT2SWdEH5Q06albL+hjSYuUhCG7VndFyzIb7CK4n9k=").encode(),
+    "y_flag_extension": ("y,,n=u,r=abc,x=ext\nc=eSws,r=abc%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+                         "e=1,p=AAAA").encode(),
+    "channel_binding": b"p=tls-server-end-point,,n=,r=abc\nc=biws,r=abc,p=",
+    "nonce_mismatch": ("n,,n=,r=" + RFC_NONCE + "\nc=biws,r=" + RFC_NONCE
+                       + ",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=").encode(),
+    "verifier": (b"SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"
+                 b"wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="),
+    "authzid_and_mext": b"n,a=admin,n=,r=abc\nm=x,n=,r=abc",
+}
+
+
 def write(target, seeds):
     out = CORPUS / target
     out.mkdir(parents=True, exist_ok=True)
@@ -178,6 +239,9 @@ def main():
     write("startup_fuzz", STARTUP)
     write("frontend_stream_fuzz", FRONTEND)
     write("backend_stream_fuzz", BACKEND)
+    write("session_features_fuzz", SESSION_FEATURES)
+    write("statement_mapper_fuzz", STATEMENT_MAPPER)
+    write("scram_messages_fuzz", SCRAM)
 
 
 if __name__ == "__main__":
