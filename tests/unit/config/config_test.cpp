@@ -511,3 +511,26 @@ TEST_CASE("the example's commented [[bulkheads]] entry is valid and shows every 
     }
   }
 }
+
+namespace sluice::config {
+namespace {
+
+TEST_CASE("a file that is not UTF-8 is refused before the TOML parser sees it", "[config]") {
+  // '\xff' as a quoted key: toml11 3.7 read past its buffer on it (tests/fuzz/config_fuzz).
+  for (const std::string& text : {std::string("'\xff'"), std::string("a = 1\nb = \"\xc3\"\n"),
+                                  std::string("x = \"\xed\xa0\x80\""),      // a surrogate
+                                  std::string("x = \"\xf4\x90\x80\x80\""),  // above U+10FFFF
+                                  std::string("x = \"\xc0\xaf\"")}) {       // overlong
+    CAPTURE(text);
+    const auto parsed = parse_config(text, "t.toml");
+    REQUIRE_FALSE(parsed);
+    REQUIRE(parsed.error().size() == 1);
+    CHECK(parsed.error()[0].reason.find("not valid UTF-8") != std::string::npos);
+  }
+  const auto second_line = parse_config("a = 1\nb = \"\xc3\"\n", "t.toml");
+  REQUIRE_FALSE(second_line);
+  CHECK(second_line.error()[0].line == 2);
+}
+
+}  // namespace
+}  // namespace sluice::config
