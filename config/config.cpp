@@ -2,6 +2,7 @@
 #include "config/config.hpp"
 
 #include "config/keys.hpp"
+#include "config/utf8.hpp"
 
 #include <toml.hpp>
 
@@ -77,41 +78,6 @@ std::string condense_syntax_error(const std::string& message) {
   }
   if (!comment.empty() && comment != first) first += " (" + comment + ")";
   return first;
-}
-
-// The offset of the first byte of `text` that does not start or continue a well-formed UTF-8
-// sequence (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF), or npos.
-std::size_t first_invalid_utf8(std::string_view text) {
-  std::size_t i = 0;
-  while (i < text.size()) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    std::size_t n = 0;
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xbf;  // the allowed range of the second byte
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-      n = 1;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      n = 2;
-      if (c == 0xe0) lo = 0xa0;
-      if (c == 0xed) hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      n = 3;
-      if (c == 0xf0) lo = 0x90;
-      if (c == 0xf4) hi = 0x8f;
-    } else {
-      return i;
-    }
-    if (text.size() - i <= n) return i;
-    for (std::size_t k = 1; k <= n; ++k) {
-      const auto b = static_cast<unsigned char>(text[i + k]);
-      if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xbf)) return i;
-    }
-    i += n + 1;
-  }
-  return std::string_view::npos;
 }
 
 class Parser {

@@ -1,5 +1,7 @@
 #include "src/log.hpp"
 
+#include "config/utf8.hpp"
+
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
@@ -34,39 +36,6 @@ void append_control(unsigned char c, std::string& out) {
 }
 
 bool is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
-
-bool is_continuation(unsigned char c) { return (c & 0xc0) == 0x80; }
-
-// The length of the well-formed UTF-8 sequence (RFC 3629: no overlong forms, no surrogates,
-// nothing above U+10FFFF) that starts at text[i] with a byte >= 0x80, and its code point; 0 if
-// the bytes there are not one.
-std::size_t utf8_sequence(std::string_view text, std::size_t i, std::uint32_t& code_point) {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[i + k]); };
-  const unsigned char lead = byte(0);
-  std::size_t length = 0;
-  unsigned char low = 0x80;   // bounds of the second byte
-  unsigned char high = 0xbf;  //
-  if (lead >= 0xc2 && lead <= 0xdf) {
-    length = 2;
-  } else if (lead >= 0xe0 && lead <= 0xef) {
-    length = 3;
-    if (lead == 0xe0) low = 0xa0;
-    if (lead == 0xed) high = 0x9f;
-  } else if (lead >= 0xf0 && lead <= 0xf4) {
-    length = 4;
-    if (lead == 0xf0) low = 0x90;
-    if (lead == 0xf4) high = 0x8f;
-  } else {
-    return 0;
-  }
-  if (text.size() - i < length || byte(1) < low || byte(1) > high) return 0;
-  code_point = lead & (0xff >> (length + 1));
-  for (std::size_t k = 1; k < length; ++k) {
-    if (!is_continuation(byte(k))) return 0;
-    code_point = (code_point << 6) | (byte(k) & 0x3f);
-  }
-  return length;
-}
 
 // Line breaks in the eyes of some log viewers: C1 controls (NEL is U+0085), U+2028, U+2029.
 bool breaks_lines(std::uint32_t code_point) {
@@ -163,7 +132,7 @@ void append_escaped(std::string_view text, std::string& out) {
       continue;
     }
     std::uint32_t code_point = 0;
-    const std::size_t length = utf8_sequence(text, i, code_point);
+    const std::size_t length = config::utf8_sequence(text, i, code_point);
     if (length == 0) {
       append_hex_byte(c, out);
       ++i;
