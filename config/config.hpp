@@ -121,7 +121,7 @@ struct Config {
   std::string log_level = "info";
   std::uint32_t scram_iterations = 4096;        // for verifiers derived from plain-text secrets
   std::uint32_t max_prepared_statements = 256;  // per backend, transaction pooling
-  std::uint32_t max_client_statements = 2000;    // per client, transaction pooling
+  std::uint32_t max_client_statements = 2000;   // per client, transaction pooling
   std::uint64_t max_client_statement_bytes = 16 * 1024 * 1024;  // their bodies, per client
   std::optional<ListenAddress> metrics_listen;  // HTTP: /metrics, /status, / (dashboard)
   Duration statement_timeout_grace{1000};       // Sluice cancels a statement this long past

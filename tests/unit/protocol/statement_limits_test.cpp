@@ -1,12 +1,11 @@
 // What one client may do with prepared statements under transaction pooling (issue 12): its
 // statements are bounded by count and bytes, it cannot reach Sluice's backend statements by
 // their names, and a refusal reaches it in order, as the backend's own error would.
-#include "protocol/statements.hpp"
-
 #include "tests/unit/protocol/wire_bytes.hpp"
 
 #include "protocol/builders.hpp"
 #include "protocol/messages.hpp"
+#include "protocol/statements.hpp"
 
 #include <catch2/catch.hpp>
 
