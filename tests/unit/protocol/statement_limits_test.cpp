@@ -25,9 +25,7 @@ using test::view;
 using Edit = ResponseEdits::Edit;
 using Outcome = StatementMapper::Outcome;
 
-std::string fake_name(std::string_view body) {
-  return "sluice_" + std::to_string(std::hash<std::string_view>{}(body));
-}
+constexpr auto fake_name = &test::fake_statement_name;
 
 Bytes parse(std::string_view name, std::string_view query) {
   return message('P', Body().cstr(name).cstr(query).u16(0));

@@ -30,10 +30,7 @@ using test::view;
 using Edit = ResponseEdits::Edit;
 using Outcome = StatementMapper::Outcome;
 
-// Stands in for src/'s cryptographic hash: deterministic, and different definitions differ.
-std::string fake_name(std::string_view body) {
-  return "sluice_" + std::to_string(std::hash<std::string_view>{}(body));
-}
+constexpr auto fake_name = &test::fake_statement_name;
 
 // ---- client messages, written with MessageWriter ----
 

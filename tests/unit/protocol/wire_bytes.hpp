@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -79,6 +80,12 @@ inline std::string text(const Bytes& b) {
   std::string s;
   for (std::byte x : b) s.push_back(static_cast<char>(x));
   return s;
+}
+
+// A backend statement name for the StatementMapper tests, standing in for src/'s keyed hash:
+// deterministic, and different definitions differ.
+inline std::string fake_statement_name(std::string_view body) {
+  return "sluice_" + std::to_string(std::hash<std::string_view>{}(body));
 }
 
 }  // namespace sluice::protocol::test
