@@ -111,6 +111,9 @@ class StreamScanner {
     return step;
   }
 
+  // Whether messages of `type` are reported whole (up to inspect_max) rather than streamed.
+  bool inspects(char type) const { return (*inspect_)[static_cast<unsigned char>(type)]; }
+
   // True between a streamed header and the end of its body.
   bool in_body() const { return remaining_ > 0; }
 

@@ -363,24 +363,4 @@ awaitable<void> send_cancel_request(asio::any_io_executor ex, Endpoint target, s
   co_await s.async_read_some(asio::buffer(&byte, 1), ec_token(ec));
 }
 
-std::string quote_literal(std::string_view s) {
-  // E'' strings read backslash escapes whatever standard_conforming_strings says, so doubling
-  // both quotes and backslashes is correct under either setting.
-  std::string out = "E'";
-  for (char c : s) {
-    if (c == '\'' || c == '\\') out += c;
-    out += c;
-  }
-  return out + "'";
-}
-
-std::string quote_ident(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
-
 }  // namespace sluice

@@ -111,8 +111,4 @@ const std::string* find_param(const Params& params, std::string_view name);
 void set_param(Params& params, std::string_view name, std::string_view value);
 using protocol::iequals;
 
-// Quotes a SQL literal ('...' with quotes doubled) and an identifier ("..." with quotes doubled).
-std::string quote_literal(std::string_view s);
-std::string quote_ident(std::string_view s);
-
 }  // namespace sluice

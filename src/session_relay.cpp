@@ -48,9 +48,6 @@ const pr::StreamScanner::InspectSet kBackendInspectReadback = pr::make_inspect_s
 // server's ErrorResponse) is forwarded as it streams.
 constexpr std::size_t kBackendInspectMax = 64 * 1024;
 
-// Reported parameters a client cannot change are never part of parameter sync.
-bool is_settable(std::string_view name) { return !pr::is_fixed_parameter(name); }
-
 std::string_view text_of(pr::ByteView v) {
   return {reinterpret_cast<const char*>(v.data()), v.size()};
 }
@@ -137,13 +134,14 @@ awaitable<bool> ClientSession::login_attach() {
 awaitable<bool> ClientSession::welcome(const std::map<std::string, std::string>& defaults) {
   Params desired;
   for (const auto& [name, value] : defaults) {
-    if (is_settable(name)) desired.emplace_back(name, value);
+    if (!pr::is_fixed_parameter(name)) desired.emplace_back(name, value);
   }
   for (const auto& [name, value] : *params_) set_param(desired, name, value);
   pr::Buffer out;
   for (const auto& [name, value] : defaults) {
     const std::string* mine = params_->find(name);
-    pr::build_parameter_status(out, name, mine != nullptr && is_settable(name) ? *mine : value);
+    pr::build_parameter_status(out, name,
+                               mine != nullptr && !pr::is_fixed_parameter(name) ? *mine : value);
   }
   params_ = ParamSetTable::process().intern(std::move(desired));
   pr::build_backend_key_data(out, key_pid_, key_secret_);
@@ -692,7 +690,7 @@ bool ClientSession::forward_backend_batch() {
       } else if (type == pr::be::kParameterStatus) {
         if (auto p = pr::read_parameter_status(msg)) {
           b.reported[std::string(p->name)] = std::string(p->value);
-          if (is_settable(p->name)) {
+          if (!pr::is_fixed_parameter(p->name)) {
             // The client and its backend change together: they stay in line.
             params_ = ParamSetTable::process().with(params_, p->name, p->value);
             b.synced_params = params_;
@@ -758,15 +756,9 @@ bool ClientSession::forward_backend_batch() {
   return finish_backend_batch(fwd, framing_lost, ec);
 }
 
-// Whether the backend pump must see messages of `type` (its scanner inspects them).
-bool ClientSession::must_see(char type) const {
-  if (readback_) {
-    return type == pr::be::kDataRow || type == pr::be::kReadyForQuery ||
-           type == pr::be::kErrorResponse || type == pr::be::kParameterStatus;
-  }
-  return (tx_mode_ ? kBackendInspectTransaction
-                   : kBackendInspect)[static_cast<unsigned char>(type)];
-}
+// Whether the backend pump must see messages of `type`: its current scanner (the relay's, or the
+// settings read-back's) inspects them.
+bool ClientSession::must_see(char type) const { return backend_scanner_.inspects(type); }
 
 // Transaction pooling: what ResponseEdits says of a backend message of `type`; statements whose
 // Parse was skipped after an error are forgotten by the backend's cache and the client's names.
