@@ -1,5 +1,6 @@
 #include "protocol/session_settings.hpp"
 
+#include "protocol/messages.hpp"
 #include "protocol/session_features.hpp"
 #include "protocol/text.hpp"
 
@@ -34,15 +35,6 @@ void append_literal(std::string& sql, std::string_view s) {
     sql += c;
   }
   sql += '\'';
-}
-
-void append_ident(std::string& sql, std::string_view s) {
-  sql += '"';
-  for (char c : s) {
-    if (c == '"') sql += '"';
-    sql += c;
-  }
-  sql += '"';
 }
 
 bool is_transaction_scoped(std::string_view name) {
@@ -130,33 +122,56 @@ SettingList merge_session_settings(const SettingList& expected, const SettingLis
   return merged;
 }
 
-std::string plan_settings_sync(
+SettingsSync plan_settings_sync(
     const SettingList& desired,
     const std::function<std::optional<std::string>(std::string_view)>& current,
     SettingList& applied) {
-  std::string sets;
+  SettingsSync sync;
   for (const auto& [name, value] : desired) {
     if (is_fixed_parameter(name) || current(name) == value) continue;
-    sets += sets.empty() ? "SELECT " : ", ";
-    sets += "pg_catalog.set_config(";
-    append_literal(sets, name);
-    sets += ", ";
-    append_literal(sets, value);
-    sets += ", false)";
+    // The encoding goes first: the backend reads every later value in it.
+    if (iequals(name, "client_encoding")) {
+      sync.sets.emplace(sync.sets.begin(), name, value);
+    } else {
+      sync.sets.emplace_back(name, value);
+    }
     if (!is_reported_parameter(name)) put_setting(applied, name, value);
   }
-  std::string sql = sets.empty() ? std::string() : sets + ";";
   for (auto it = applied.begin(); it != applied.end();) {
     if (find_setting(desired, it->first) == nullptr) {
-      sql += "RESET ";
-      append_ident(sql, it->first);
-      sql += ";";
+      sync.resets.push_back(std::move(it->first));
       it = applied.erase(it);
     } else {
       ++it;
     }
   }
-  return sql;
+  return sync;
+}
+
+void build_settings_sync(Buffer& out, const SettingsSync& sync) {
+  MessageWriter(out)
+      .begin(fe::kParse)
+      .add_cstring("")
+      .add_cstring("SELECT pg_catalog.set_config($1, $2, false)")
+      .add_u16(2)
+      .add_u32(kOidText)
+      .add_u32(kOidText)
+      .finish();
+  auto bind_execute = [&out](std::string_view name, const std::string* value) {
+    MessageWriter w(out);
+    w.begin(fe::kBind).add_cstring("").add_cstring("").add_u16(0).add_u16(2);
+    w.add_i32(static_cast<std::int32_t>(name.size())).add_bytes(name);
+    if (value == nullptr) {
+      w.add_i32(-1);  // NULL: set_config() resets the parameter
+    } else {
+      w.add_i32(static_cast<std::int32_t>(value->size())).add_bytes(*value);
+    }
+    w.add_u16(0).finish();
+    MessageWriter(out).begin(fe::kExecute).add_cstring("").add_u32(0).finish();
+  };
+  for (const auto& [name, value] : sync.sets) bind_execute(name, &value);
+  for (const auto& name : sync.resets) bind_execute(name, nullptr);
+  build_sync(out);
 }
 
 }  // namespace sluice::protocol

@@ -15,6 +15,8 @@
 // Pure; any thread.
 #pragma once
 
+#include "protocol/builders.hpp"
+
 #include <functional>
 #include <optional>
 #include <string>
@@ -52,13 +54,25 @@ bool is_fixed_parameter(std::string_view name);
 // in the server's order. The transaction-scoped transaction_* parameters are left out.
 SettingList merge_session_settings(const SettingList& expected, const SettingList& session_rows);
 
-// The query that brings a backend to `desired`: set_config() of each settable parameter whose
-// value on the backend (`current`, nullopt if unknown) differs, and RESET of each name in
-// `applied` (the unreported parameters Sluice set on that backend) that `desired` lacks.
-// Updates `applied` to what the backend holds once the query succeeds. "" when nothing differs.
-std::string plan_settings_sync(
+// What brings a backend to `desired`: set_config() of each settable parameter whose value on
+// the backend (`current`, nullopt if unknown) differs, client_encoding first; and a reset of each
+// name in `applied` (the unreported parameters Sluice set on that backend) that `desired` lacks.
+// Updates `applied` to what the backend holds once the sync succeeds.
+struct SettingsSync {
+  SettingList sets;
+  std::vector<std::string> resets;
+  bool empty() const { return sets.empty() && resets.empty(); }
+};
+SettingsSync plan_settings_sync(
     const SettingList& desired,
     const std::function<std::optional<std::string>(std::string_view)>& current,
     SettingList& applied);
+
+// The messages that carry `sync` out: one unnamed statement, SELECT pg_catalog.set_config($1, $2,
+// false), bound and executed once per setting (a reset binds a NULL value, which set_config()
+// takes as RESET), then a Sync. Names and values travel as bound parameters, never as SQL text:
+// nothing is quoted, and each value is read in the client_encoding set before it (the first
+// setting, if it changes), not in whatever encoding the backend's previous client left.
+void build_settings_sync(Buffer& out, const SettingsSync& sync);
 
 }  // namespace sluice::protocol

@@ -308,9 +308,14 @@ awaitable<std::optional<BackendError>> connect_backend(Backend& b, const config:
 
 awaitable<std::optional<BackendError>> run_internal_query(Backend& b, const std::string& sql,
                                                           std::uint32_t max_message_size) {
-  error_code ec;
   pr::Buffer out;
   pr::build_query(out, sql);
+  co_return co_await run_internal_messages(b, out, max_message_size);
+}
+
+awaitable<std::optional<BackendError>> run_internal_messages(Backend& b, const pr::Buffer& out,
+                                                             std::uint32_t max_message_size) {
+  error_code ec;
   if (!co_await write_all(b.socket, out, ec)) {
     co_return connection_error("write failed", ec);
   }

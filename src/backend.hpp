@@ -100,6 +100,10 @@ awaitable<std::optional<BackendError>> connect_backend(Backend& b, const config:
 // ReadyForQuery), or an 08006 error when the connection failed.
 awaitable<std::optional<BackendError>> run_internal_query(Backend& b, const std::string& sql,
                                                           std::uint32_t max_message_size);
+// The same for messages already built (`out`, ending with a Query or a Sync).
+awaitable<std::optional<BackendError>> run_internal_messages(Backend& b,
+                                                             const protocol::Buffer& out,
+                                                             std::uint32_t max_message_size);
 
 // Writes a CancelRequest for (pid, secret) to `target` on a fresh connection and closes it.
 awaitable<void> send_cancel_request(asio::any_io_executor ex, Endpoint target, std::uint32_t pid,

@@ -28,9 +28,9 @@ constexpr std::size_t kReadbackInspectMax = 64 * 1024;
 
 // Brings the backend's parameters in line with what this client expects. At login the client
 // expects the server's defaults overlaid with its startup parameters; later, the values it has
-// seen (params_, kept up to date from ParameterStatus and by reading settings back). One query of
-// set_config() calls and RESET statements (protocol/session_settings.hpp); nothing when the
-// backend already matches, which is the common case.
+// seen (params_, kept up to date from ParameterStatus and by reading settings back). One pipeline
+// of set_config() calls with the names and values bound (protocol/session_settings.hpp); nothing
+// when the backend already matches, which is the common case.
 awaitable<std::optional<BackendError>> ClientSession::sync_parameters(bool login) {
   Backend& b = *backend_;
   Params login_desired;
@@ -47,10 +47,12 @@ awaitable<std::optional<BackendError>> ClientSession::sync_parameters(bool login
   if (!login && b.synced_params != nullptr && b.synced_params == params_) {
     co_return std::nullopt;
   }
-  const std::string sql = pr::plan_settings_sync(
+  const pr::SettingsSync sync = pr::plan_settings_sync(
       desired, [&b](std::string_view name) { return b.known_value(name); }, b.applied);
-  if (!sql.empty()) {
-    auto err = co_await run_internal_query(b, sql, rt_.config()->max_message_size);
+  if (!sync.empty()) {
+    pr::Buffer out;
+    pr::build_settings_sync(out, sync);
+    auto err = co_await run_internal_messages(b, out, rt_.config()->max_message_size);
     if (err) {
       backend_failed_ = true;  // its settings are now unknown: never reuse it
       co_return err;

@@ -11,8 +11,11 @@
 // backend holds what the query set, planning again for the same settings sends nothing.
 #include "tests/fuzz/fuzz_support.hpp"
 
+#include "protocol/framing.hpp"
+#include "protocol/messages.hpp"
 #include "protocol/session_features.hpp"
 #include "protocol/session_settings.hpp"
+#include "protocol/text.hpp"
 
 #include <cctype>
 #include <cstddef>
@@ -141,8 +144,24 @@ void check_settings(Lists lists) {
     return it->second;
   };
   SettingList applied = lists.applied;
-  const std::string sql = plan_settings_sync(desired, current, applied);
-  SLUICE_FUZZ_CHECK(sql.empty() || sql.rfind("SELECT ", 0) == 0 || sql.rfind("RESET ", 0) == 0);
+  const SettingsSync sync = plan_settings_sync(desired, current, applied);
+  if (!sync.empty()) {
+    // The messages frame one after the other, up to a final Sync; client_encoding comes first.
+    Buffer out;
+    build_settings_sync(out, sync);
+    ByteView rest(out.data(), out.size());
+    char last = 0;
+    while (!rest.empty()) {
+      const FrameResult f = peek_frame(rest, Direction::Frontend, kDefaultMaxMessageLength);
+      SLUICE_FUZZ_CHECK(f.status == DecodeStatus::Ok && f.frame.size() <= rest.size());
+      last = f.frame.type;
+      rest = rest.subspan(f.frame.size());
+    }
+    SLUICE_FUZZ_CHECK(last == fe::kSync);
+    for (std::size_t i = 1; i < sync.sets.size(); ++i) {
+      SLUICE_FUZZ_CHECK(!iequals(sync.sets[i].first, "client_encoding"));
+    }
+  }
   for (const auto& entry : applied) {
     SLUICE_FUZZ_CHECK(has_name(desired, entry.first));
     SLUICE_FUZZ_CHECK(!is_reported_parameter(entry.first));

@@ -405,6 +405,21 @@ def test_settings_of_a_client_that_leaves_at_once_reach_nobody(pg, sluice, when)
     assert pinned_lines(sluice.log()) == []
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.sluice_config(config=tx_config(pool_size=1))
+def test_settings_reach_a_backend_in_the_clients_own_encoding(sluice):
+    """The previous client left its backend in LATIN1. The next client's settings are UTF-8 and
+    must be read as UTF-8 (issue 12 item 9): Sluice sets client_encoding first and binds every
+    value as a parameter, instead of sending SQL text the backend would read as LATIN1."""
+    for _ in range(3):
+        with psycopg.connect(sluice.conninfo(), autocommit=True, client_encoding="LATIN1") as a:
+            assert a.execute("SHOW client_encoding").fetchone()[0] == "LATIN1"
+        with psycopg.connect(sluice.conninfo(), autocommit=True,
+                             options="-c myapp.tenant=caf\u00e9") as b:
+            assert b.execute("SHOW client_encoding").fetchone()[0] == "UTF8"
+            assert b.execute("SELECT current_setting('myapp.tenant')").fetchone()[0] == "caf\u00e9"
+
+
 @pytest.mark.targets("sluice")
 def test_select_into_temp_pins_and_keeps_its_table(sluice):
     """SELECT … INTO TEMP creates a temporary table: the client keeps its backend."""

@@ -1,8 +1,12 @@
 // The settings tracker of transaction pooling (protocol/session_settings.hpp): a client's expected
 // settings after its SQL changed them, as the server reports them back, and the query that brings
-// another backend in line with them. Which SQL calls for a read-back is session_features_test's.
+// another backend in line with them (bound parameters, never SQL text). Which SQL calls for a
+// read-back is session_features_test's.
 #include "protocol/session_settings.hpp"
 
+#include "tests/unit/protocol/wire_bytes.hpp"
+
+#include "protocol/messages.hpp"
 #include "protocol/session_features.hpp"
 
 #include <catch2/catch.hpp>
@@ -25,7 +29,7 @@ struct FakeBackend {
     if (it == values.end()) return std::nullopt;
     return it->second;
   }
-  std::string sync(const SettingList& desired) {
+  SettingsSync sync(const SettingList& desired) {
     return plan_settings_sync(
         desired, [this](std::string_view n) { return current(n); }, applied);
   }
@@ -78,27 +82,62 @@ TEST_CASE("reported and transaction-scoped rows of a read-back are ignored",
         SettingList{{"application_name", "app"}, {"TimeZone", "UTC"}, {"myapp.tenant", "42"}});
 }
 
-TEST_CASE("a backend is synced with set_config() for what differs and RESET for the rest",
+TEST_CASE("a backend is synced with set_config() for what differs and a reset for the rest",
           "[protocol][settings]") {
   FakeBackend b;
   b.values = {{"application_name", "app"}, {"TimeZone", "UTC"}};
   b.applied = {{"work_mem", "8192"}};  // a previous client's setting
-  const std::string sql = b.sync(kExpected);
-  CHECK(sql ==
-        "SELECT pg_catalog.set_config(E'extra_float_digits', E'3', false), "
-        "pg_catalog.set_config(E'search_path', E'\"$user\", public', false);"
-        "RESET \"work_mem\";");
+  const SettingsSync sync = b.sync(kExpected);
+  CHECK(sync.sets ==
+        SettingList{{"extra_float_digits", "3"}, {"search_path", "\"$user\", public"}});
+  CHECK(sync.resets == std::vector<std::string>{"work_mem"});
   CHECK(b.applied ==
         SettingList{{"extra_float_digits", "3"}, {"search_path", "\"$user\", public"}});
 }
 
-TEST_CASE("names and values are quoted whatever they hold", "[protocol][settings]") {
+TEST_CASE("client_encoding is set before every other setting", "[protocol][settings]") {
   FakeBackend b;
-  b.applied = {{"Odd\"Name", "1"}};
-  const std::string sql = b.sync({{"app.x", "it's a \\ test"}});
-  CHECK(sql ==
-        "SELECT pg_catalog.set_config(E'app.x', E'it''s a \\\\ test', false);"
-        "RESET \"Odd\"\"Name\";");
+  b.values = {{"client_encoding", "LATIN1"}};
+  const SettingsSync sync =
+      b.sync({{"search_path", "sch\xc3\xa9ma"}, {"client_encoding", "UTF8"}, {"work_mem", "1MB"}});
+  CHECK(sync.sets == SettingList{{"client_encoding", "UTF8"},
+                                 {"search_path", "sch\xc3\xa9ma"},
+                                 {"work_mem", "1MB"}});
+}
+
+TEST_CASE("names and values are bound parameters, never SQL text", "[protocol][settings]") {
+  SettingsSync sync;
+  sync.sets = {{"app.x", "it's a \\ test"}};
+  sync.resets = {"Odd\"Name"};
+  Buffer out;
+  build_settings_sync(out, sync);
+  using test::Body;
+  using test::message;
+  const test::Bytes expected = test::concat({
+      message(fe::kParse, Body()
+                              .cstr("")
+                              .cstr("SELECT pg_catalog.set_config($1, $2, false)")
+                              .u16(2)
+                              .u32(kOidText)
+                              .u32(kOidText)),
+      message(fe::kBind, Body()
+                             .cstr("")
+                             .cstr("")
+                             .u16(0)
+                             .u16(2)
+                             .i32(5)
+                             .str("app.x")
+                             .i32(13)
+                             .str("it's a \\ test")
+                             .u16(0)),
+      message(fe::kExecute, Body().cstr("").i32(0)),
+      // A reset: the value is NULL.
+      message(fe::kBind,
+              Body().cstr("").cstr("").u16(0).u16(2).i32(8).str("Odd\"Name").i32(-1).u16(0)),
+      message(fe::kExecute, Body().cstr("").i32(0)),
+      message(fe::kSync, Body()),
+  });
+  CHECK(out == expected);
 }
 
 TEST_CASE("a backend that already matches needs no query; fixed parameters are never set",
@@ -121,7 +160,7 @@ TEST_CASE("parameter names are compared without regard to case", "[protocol][set
   FakeBackend b;
   b.applied = {{"SEARCH_PATH", "x"}};
   // Desired under another spelling: kept, not reset.
-  CHECK(b.sync({{"search_path", "x"}}).find("RESET") == std::string::npos);
+  CHECK(b.sync({{"search_path", "x"}}).resets.empty());
   CHECK(is_fixed_parameter("Server_Version"));
   CHECK_FALSE(is_fixed_parameter("search_path"));
 }
