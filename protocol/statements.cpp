@@ -51,14 +51,24 @@ void ResponseEdits::expect(Edit edit, std::string prepared, std::string client_n
   pending_.push_back(Pending{edit, sent_groups_, std::move(prepared), std::move(client_name)});
 }
 
-void ResponseEdits::drop_group(std::uint64_t group, std::vector<std::string>& not_prepared,
+bool ResponseEdits::drop_group(std::uint64_t group, std::vector<std::string>& not_prepared,
                                std::vector<std::string>& not_defined) {
+  bool marker = false;
   while (!empty() && front().group == group) {
     Pending& p = front();
+    marker = marker || p.edit == Edit::SeriesMarker;
     if (!p.prepared.empty()) not_prepared.push_back(std::move(p.prepared));
     if (!p.client_name.empty()) not_defined.push_back(std::move(p.client_name));
     pop_front();
   }
+  return marker;
+}
+
+bool ResponseEdits::group_has_marker(std::uint64_t group) const {
+  for (std::size_t i = head_; i < pending_.size() && pending_[i].group <= group; ++i) {
+    if (pending_[i].group == group && pending_[i].edit == Edit::SeriesMarker) return true;
+  }
+  return false;
 }
 
 ResponseEdits::Edit ResponseEdits::on_backend_message(char type,
@@ -70,12 +80,27 @@ ResponseEdits::Edit ResponseEdits::on_backend_message(char type,
       if (empty()) return Edit::Keep;
       Edit e = front().edit;
       pop_front();
-      return e;
+      return e == Edit::SeriesMarker ? Edit::Drop : e;
     }
     case 'E':  // ErrorResponse: the backend now skips to the end of the current group
-      drop_group(received_groups_, not_prepared, not_defined);
+      if (drop_group(received_groups_, not_prepared, not_defined)) {
+        // An extended-protocol error before this group's Query: the backend skips to the Sync,
+        // past that Query (this group gets no ReadyForQuery) and any later one.
+        ++received_groups_;
+        ++skipped_groups_;
+        skipping_to_sync_ = true;
+      }
       return Edit::Keep;
     case 'Z':  // ReadyForQuery ends a group; entries still pending were skipped after an error
+      if (std::exchange(skipping_to_sync_, false)) {
+        // The Sync's: every group before it was sent by now, and those ended by a Query (each
+        // has its marker) were skipped.
+        while (received_groups_ < sent_groups_ && group_has_marker(received_groups_)) {
+          drop_group(received_groups_, not_prepared, not_defined);
+          ++received_groups_;
+          ++skipped_groups_;
+        }
+      }
       drop_group(received_groups_, not_prepared, not_defined);
       ++received_groups_;
       return Edit::Keep;
@@ -110,6 +135,8 @@ void ResponseEdits::clear() {
   pending_.clear();
   head_ = 0;
   sent_groups_ = received_groups_ = 0;
+  skipped_groups_ = 0;
+  skipping_to_sync_ = false;
 }
 
 // ---- StatementMapper -------------------------------------------------------------------------
@@ -128,6 +155,15 @@ void append_close_before_parse(Buffer& out, std::string_view name, ResponseEdits
   append_close_statement(out, name);
   edits.expect(ResponseEdits::Edit::Drop);
 }
+
+}  // namespace
+
+void append_series_marker(Buffer& out, ResponseEdits& edits) {
+  append_close_statement(out, kNoopStatement);
+  edits.expect(ResponseEdits::Edit::SeriesMarker);
+}
+
+namespace {
 
 void append_parse(Buffer& out, std::string_view name, const std::string& body) {
   MessageWriter(out).begin('P').add_cstring(name).add_bytes(body).finish();

@@ -26,6 +26,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace sluice::protocol {
@@ -75,6 +76,7 @@ class ResponseEdits {
     Drop,             // response to a message Sluice injected: the client never sees it
     AsParseComplete,  // a no-op Close stood in for a Parse: forward it as ParseComplete
     Refusal,          // a refused message (append_refusal): its error is replaced
+    SeriesMarker,     // append_series_marker(): dropped like Drop; see there
   };
   // A Parse or Close was sent; `prepared` names the backend statement a Parse creates (erased
   // from the cache again if the Parse never completes), `client_name` the client's statement it
@@ -89,6 +91,10 @@ class ResponseEdits {
   // names they would have defined to `not_defined`.
   Edit on_backend_message(char type, std::vector<std::string>& not_prepared,
                           std::vector<std::string>& not_defined);
+  // Groups the backend will never answer, found since the last call: those ended by a Query or
+  // FunctionCall that it skipped to the Sync after an extended-protocol error
+  // (append_series_marker()). Each had been counted as sent.
+  std::uint32_t take_skipped_groups() { return std::exchange(skipped_groups_, 0); }
   bool empty() const { return head_ == pending_.size(); }
   void clear();
   // Records a refusal sent in place of a client message: `error` is the ErrorResponse the client
@@ -107,8 +113,10 @@ class ResponseEdits {
     std::string client_name;
     Buffer refusal;  // Edit::Refusal: the ErrorResponse to send
   };
-  void drop_group(std::uint64_t group, std::vector<std::string>& not_prepared,
+  // Returns whether a SeriesMarker was among the dropped entries.
+  bool drop_group(std::uint64_t group, std::vector<std::string>& not_prepared,
                   std::vector<std::string>& not_defined);
+  bool group_has_marker(std::uint64_t group) const;
   // A queue as a vector and a head index: an empty std::deque already allocates about 600 bytes,
   // and every client session has one of these.
   std::vector<Pending> pending_;
@@ -117,7 +125,18 @@ class ResponseEdits {
   void pop_front();
   std::uint64_t sent_groups_ = 0;
   std::uint64_t received_groups_ = 0;
+  std::uint32_t skipped_groups_ = 0;
+  bool skipping_to_sync_ = false;  // after an error before a marker, until the Sync's answer
 };
+
+// Goes before a Query or FunctionCall that follows extended-protocol messages not yet closed by
+// a Sync. After an error in those messages, PostgreSQL skips everything up to the Sync, that Query
+// included, so the Query gets no ReadyForQuery; without an error it runs and gets one. Both
+// answers start the same way, so Sluice sends a Close of kNoopStatement first: its CloseComplete
+// (dropped) comes only when the messages before it succeeded. An error while it is still pending
+// means the backend now skips to the Sync, and ResponseEdits counts the groups it will not
+// answer (take_skipped_groups()).
+void append_series_marker(Buffer& out, ResponseEdits& edits);
 
 // Replaces a client message by one the backend refuses (kRefusalMarker) and records `error` as the
 // answer the client gets for it.

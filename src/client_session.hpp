@@ -15,6 +15,7 @@
 
 #include "protocol/builders.hpp"
 #include "protocol/session_features.hpp"
+#include "protocol/statement_retry.hpp"
 #include "protocol/statements.hpp"
 #include "protocol/stream_scanner.hpp"
 #include "src/asio_prelude.hpp"
@@ -129,7 +130,13 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool hand_back();
   bool start_settings_readback();
   void on_readback_message(protocol::ByteView msg);
-  void forget_lost_statements(protocol::ByteView msg);
+  bool forget_lost_statements(protocol::ByteView msg);
+  // Transaction pooling: a group that lost its statement is sent again (session_retry.cpp).
+  void record_for_retry(char type, protocol::ByteView whole_message, bool refused);
+  bool hold_for_retry(protocol::ByteView to_client);
+  protocol::GroupRetry::AtReady at_ready_for_retry();
+  void send_retry(bool sync_first);
+  awaitable<void> wait_for_retry_write();
   void end_backend_pump(error_code ec, bool client_gone);
   void backend_pump_failed();
   void backend_pump_stopped();
@@ -192,6 +199,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // ParseComplete/CloseComplete responses that rewriting them requires.
   protocol::StatementMapper statements_;
   protocol::ResponseEdits edits_;
+  // The group outstanding on the backend, kept for a retry; and a retry's bytes while they are
+  // written (session_retry.cpp).
+  protocol::GroupRetry retry_;
+  protocol::Buffer retry_out_;
   // Scratch space of one batch of relayed bytes, taken from a per-thread free list when a batch
   // starts and given back when it ends (session_relay.cpp): an idle session holds none.
   struct ClientBatch;   // client to backend: output pieces, rewritten messages, Sluice's answers
@@ -217,6 +228,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool backend_failed_ = false;
   bool client_terminated_ = false;  // client sent Terminate
   bool writing_to_backend_ = false;
+  bool retry_writing_ = false;     // the pump's asynchronous write of a retry is under way
   bool woken_for_detach_ = false;  // relay() cancelled the backend read to hand the backend back
   bool backend_pump_running_ = false;
   bool pump_writing_ = false;           // the pump's asynchronous write to the client is under way
@@ -226,6 +238,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool statement_timed_out_ = false;  // the lease ends as TimedOut
   // While end_relay() waits for the backend pump to stop: its timer, cancelled by the pump.
   asio::steady_timer* pump_done_ = nullptr;
+  // While relay() waits for a retry's write to finish (wait_for_retry_write()).
+  asio::steady_timer* retry_write_done_ = nullptr;
   std::unique_ptr<asio::steady_timer> idle_tx_timer_;  // idle_transaction_timeout, once armed
   // Statement timeout backstop: a statement (Query or Sync sent, its ReadyForQuery not yet seen)
   // that runs past its bulkhead's statement_timeout plus the grace is cancelled; one that then

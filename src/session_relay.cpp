@@ -232,6 +232,8 @@ void ClientSession::detach_backend() {
   set_state(ClientState::Idle);
   backend_pid_.store(0, std::memory_order_relaxed);
   backend_->buf.release_memory();
+  retry_.release();
+  pr::Buffer().swap(retry_out_);
   // The backend and the slot go back under one lock.
   rt_.pools().checkin(*pool_, std::move(backend_), true, lease_,
                       std::exchange(statement_timed_out_, false) ? pools::LeaseOutcome::TimedOut
@@ -322,7 +324,7 @@ void ClientSession::count_client_message(char type) {
 
 bool ClientSession::can_detach() const {
   return tx_mode_ && !pinned_ && backend_ && !backend_failed_ && pending_syncs_ == 0 &&
-         !unsynced_extended_ && !client_mid_message_ && !writing_to_backend_ &&
+         !unsynced_extended_ && !client_mid_message_ && !writing_to_backend_ && !retry_writing_ &&
          !backend_mid_message_ && backend_->buf.empty() && backend_->tx == pr::TxStatus::Idle &&
          edits_.empty();
 }
@@ -703,10 +705,12 @@ bool ClientSession::forward_backend_batch() {
         if (type == pr::be::kErrorResponse) refused = edits_.take_refusal(msg);
         auto edit = apply_response_edits(type);
         if (type == pr::be::kErrorResponse) {
-          forget_lost_statements(msg);
+          const bool lost = forget_lost_statements(msg);
           std::optional<pr::Buffer> renamed =
               refused ? std::move(refused) : rename_statements_in_error(msg);
-          if (renamed) {
+          if (lost && hold_for_retry(renamed ? *renamed : msg)) {
+            edit = pr::ResponseEdits::Edit::Drop;  // held back: the group is sent again
+          } else if (renamed) {
             // The client must read its own statement names, not Sluice's backend names.
             if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
             batch.replacements.push_back(std::move(*renamed));
@@ -721,7 +725,28 @@ bool ClientSession::forward_backend_batch() {
           // Our own buffer: retype CloseComplete into ParseComplete in place.
           *const_cast<std::byte*>(msg.data()) = static_cast<std::byte>(pr::be::kParseComplete);
         }
+        if (type == pr::be::kReadyForQuery) {
+          const auto at = at_ready_for_retry();
+          if (at != pr::GroupRetry::AtReady::Forward) {
+            if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);
+            // Retry: this ReadyForQuery ends the failed first run (Drop: it answers Sluice's own
+            // Sync); the client sees the retry's.
+            run_start = at == pr::GroupRetry::AtReady::ForwardHeldError ? fwd : fwd + step.n;
+            if (at == pr::GroupRetry::AtReady::ForwardHeldError) {
+              out.emplace_back(
+                  asio::buffer(retry_.held_error().data(), retry_.held_error().size()));
+            }
+          }
+        } else if (edit == pr::ResponseEdits::Edit::AsParseComplete ||
+                   (type == pr::be::kParseComplete && edit == pr::ResponseEdits::Edit::Keep)) {
+          retry_.on_parse_answered();
+        } else if (edit != pr::ResponseEdits::Edit::Drop && type != pr::be::kParameterStatus &&
+                   type != pr::be::kNoticeResponse && type != pr::be::kNotificationResponse) {
+          retry_.on_answer_forwarded();
+        }
       }
+    } else if (tx_mode_) {
+      retry_.on_answer_forwarded();  // a streamed message (a result's rows, say)
     }
     fwd += step.n;
   }
@@ -769,6 +794,8 @@ pr::ResponseEdits::Edit ClientSession::apply_response_edits(char type) {
   const auto edit = edits_.on_backend_message(type, batch.not_prepared, batch.not_defined);
   for (const auto& name : batch.not_prepared) backend_->statements.erase(name);
   for (const auto& name : batch.not_defined) statements_.forget(name);
+  // Queries the backend skipped after an extended-protocol error get no ReadyForQuery.
+  pending_syncs_ -= std::min(pending_syncs_, edits_.take_skipped_groups());
   return edit;
 }
 
@@ -808,15 +835,17 @@ bool ClientSession::hand_back() {
 // An ErrorResponse 26000 (prepared statement does not exist) for a statement Sluice named: the
 // backend lost its statements in a way Sluice did not see (a DISCARD or DEALLOCATE inside a
 // function, say). Its cache is emptied, so every statement is prepared again at its next use.
-void ClientSession::forget_lost_statements(pr::ByteView msg) {
-  if (backend_->statements.size() == 0) return;
+// Returns whether `msg` is such an error.
+bool ClientSession::forget_lost_statements(pr::ByteView msg) {
+  if (backend_->statements.size() == 0) return false;
   std::string_view raw(reinterpret_cast<const char*>(msg.data()), msg.size());
-  if (raw.find("\"sluice_") == std::string_view::npos) return;
+  if (raw.find("\"sluice_") == std::string_view::npos) return false;
   auto fields = pr::read_error_fields(msg);
-  if (!fields || fields->sqlstate() != "26000") return;
+  if (!fields || fields->sqlstate() != "26000") return false;
   log::session().warn("backend_statements_lost session={} backend_pid={} cached={}", key_pid_,
                       backend_->pid, backend_->statements.size());
   backend_->statements.clear();
+  return true;
 }
 
 // The pump stops with the backend still attached: an error on either side, or the relay's end.
@@ -1224,8 +1253,20 @@ awaitable<void> ClientSession::relay(bool resumed, error_code wake) {
         }
         start_backend_pump();
       }
-      if (inspect_client_message(view.subspan(fwd, step.n),
-                                 step.kind == pr::ScanStep::Kind::Message)) {
+      if (tx_mode_ && unsynced_extended_ &&
+          (type == pr::fe::kQuery || type == pr::fe::kFunctionCall)) {
+        // Whether it gets a ReadyForQuery depends on the messages before it (append_series_marker).
+        add_input_piece(run_start, fwd);
+        run_start = fwd;
+        ClientBatch& batch = *client_batch_;
+        const std::size_t before = batch.scratch.size();
+        pr::append_series_marker(batch.scratch, edits_);
+        batch.pieces.push_back(ClientBatch::Piece{
+            .scratch = true, .offset = before, .size = batch.scratch.size() - before});
+      }
+      const bool whole = step.kind == pr::ScanStep::Kind::Message;
+      const bool refused = inspect_client_message(view.subspan(fwd, step.n), whole);
+      if (refused) {
         refuse_client_message(step, fwd, run_start);
       } else if (tx_mode_ && !rewrite_client_message(view, step, fwd, run_start)) {
         set_terminate_reason("08P01", "invalid message format");
@@ -1236,6 +1277,12 @@ awaitable<void> ClientSession::relay(bool resumed, error_code wake) {
         // Its statement may change settings: read back at the end of the transaction.
         const std::string_view query = statements_.last_bind_settings_query();
         if (!query.empty()) note_settings_change(query);
+      }
+      if (tx_mode_) {
+        // A message not inspected comes as a header step, whole when all of it is at hand.
+        const bool at_hand =
+            whole || (step.kind == pr::ScanStep::Kind::Header && step.n == step.frame.size());
+        record_for_retry(type, at_hand ? view.subspan(fwd, step.n) : pr::ByteView(), refused);
       }
       count_client_message(step.frame.type);
       fwd += step.n;
@@ -1250,6 +1297,7 @@ awaitable<void> ClientSession::relay(bool resumed, error_code wake) {
       if (ec) break;
     }
     if (!client_batch_->pieces.empty() && backend_) {
+      if (retry_writing_) co_await wait_for_retry_write();  // a retry it answers goes first
       writing_to_backend_ = true;
       // A non-blocking send first; the rest (rare: a full socket buffer) asynchronously.
       std::vector<asio::const_buffer>& out = client_batch_->gather;

@@ -1,7 +1,6 @@
 // Fuzzes named prepared statements under transaction pooling (protocol/statements.hpp): one
 // client's StatementMapper, one backend's BackendStatementCache and ResponseEdits, driven by a
-// sequence of client messages decoded from the input (a client that Syncs before a Query after
-// extended-protocol messages, as libpq does) and answered by a small model of a
+// sequence of client messages decoded from the input and answered by a small model of a
 // PostgreSQL backend.
 //
 // Input: three header bytes (max statements, max bytes, cache capacity), then operations: Parse,
@@ -13,7 +12,9 @@
 // Properties, checked after every step: the mapper's bytes() is the sum over its statements,
 // size() and bytes() stay within the limits, the cache within its capacity, every message sent is
 // a well-formed frame, every ParseComplete/CloseComplete has a pending edit of its kind, a
-// refusal's error is always replaced, and once every group got its ReadyForQuery no edit is left.
+// refusal's error is always replaced, every ReadyForQuery answers a group Sluice counts as
+// outstanding (a Query the backend skipped after an error is taken off: append_series_marker),
+// and once every group got its ReadyForQuery none is outstanding and no edit is left.
 #include "tests/fuzz/fuzz_support.hpp"
 
 #include "protocol/builders.hpp"
@@ -200,18 +201,24 @@ class Session {
   // session ends there).
   bool client(const Buffer& msg) {
     const char type = std::to_integer<char>(msg[0]);
-    // The client Syncs before a Query that follows extended-protocol messages, as libpq does.
-    // (Without that Sync, a Query after a failed Parse is discarded by PostgreSQL while it skips
-    // to the Sync and never gets its ReadyForQuery, which ResponseEdits counts on: a known gap.)
-    if (type == 'Q' && unsynced_ && !client(simple_message('S'))) return false;
-    unsynced_ = type != 'S' && type != 'Q' && (unsynced_ || type != 'H');
+    if (type == 'Q' && unsynced_) {
+      // As the relay does: whether the Query gets a ReadyForQuery depends on what precedes it.
+      Buffer marker;
+      append_series_marker(marker, edits_);
+      send(ByteView(marker));
+    }
+    // Only a Sync ends a series of extended-protocol messages (a Query inside one does not).
+    unsynced_ = type != 'S' && (unsynced_ || (type != 'H' && type != 'Q'));
     if (type == 'P') note_name(ByteView(msg));
     Buffer out;
     const Outcome outcome = mapper_.rewrite(ByteView(msg), cache_, edits_, out);
     check();
     if (outcome == Outcome::Malformed) return false;
     send(outcome == Outcome::Rewritten ? ByteView(out) : ByteView(msg));
-    if (type == 'Q' || type == 'S') edits_.group_sent();
+    if (type == 'Q' || type == 'S') {
+      edits_.group_sent();
+      ++outstanding_;
+    }
     return true;
   }
 
@@ -254,6 +261,7 @@ class Session {
     client(simple_message('S'));
     deliver(SIZE_MAX);
     SLUICE_FUZZ_CHECK(edits_.empty());
+    SLUICE_FUZZ_CHECK(outstanding_ == 0);
   }
 
  private:
@@ -283,6 +291,13 @@ class Session {
     }
     if (a.type == '1' || a.type == '3') SLUICE_FUZZ_CHECK(!edits_.empty());
     const Edit edit = edits_.on_backend_message(a.type, not_prepared, not_defined);
+    const std::uint32_t skipped = edits_.take_skipped_groups();
+    SLUICE_FUZZ_CHECK(skipped <= outstanding_);
+    outstanding_ -= skipped;
+    if (a.type == 'Z') {
+      SLUICE_FUZZ_CHECK(outstanding_ > 0);
+      --outstanding_;
+    }
     for (const auto& name : not_prepared) cache_.erase(name);
     for (const auto& name : not_defined) mapper_.forget(name);
     if (a.type == '1') SLUICE_FUZZ_CHECK(edit == Edit::Keep || edit == Edit::Drop);
@@ -316,8 +331,9 @@ class Session {
   BackendStatementCache cache_;
   ResponseEdits edits_;
   Backend backend_;
-  std::set<std::string> names_;  // every client statement name a Parse named
-  bool unsynced_ = false;        // extended-protocol messages sent since the last Sync
+  std::set<std::string> names_;    // every client statement name a Parse named
+  bool unsynced_ = false;          // extended-protocol messages sent since the last Sync
+  std::uint64_t outstanding_ = 0;  // groups sent and not yet answered
   std::size_t max_statements_;
   std::size_t max_bytes_;
 };

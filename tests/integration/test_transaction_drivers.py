@@ -370,38 +370,6 @@ def test_prepared_statements_survive_another_clients_reset(sluice, how):
     assert asyncio.run(main()) == [7] * 30
 
 
-@pytest.mark.timeout(120)
-def test_statements_lost_where_sluice_cannot_see_are_prepared_again(pg, sluice):
-    """A function that runs DEALLOCATE ALL drops the backend's statements where no SQL text shows
-    it. The first Bind that misses one fails with 26000; Sluice then forgets what it knew of that
-    backend's statements, and later clients prepare theirs again instead of failing for as long as
-    the backend lives."""
-    asyncpg = pytest.importorskip("asyncpg", reason="python3-asyncpg (Debian) is not installed")
-    pg.execute("CREATE OR REPLACE FUNCTION drop_statements() RETURNS void LANGUAGE plpgsql AS "
-               "$$ BEGIN EXECUTE 'DEALLOCATE ALL'; END $$", dbname="app")
-    pg.execute("GRANT EXECUTE ON FUNCTION drop_statements() TO alice", dbname="app")
-
-    async def asyncpg_once():
-        conn = await asyncpg.connect(**asyncpg_args(sluice))
-        try:
-            return await conn.fetchval("SELECT $1::int", 7)
-        except asyncpg.exceptions.InvalidSQLStatementNameError:
-            return "26000"
-        finally:
-            await conn.close()
-
-    async def main():
-        assert await asyncpg_once() == 7
-        with psycopg_connect(sluice, prepare_threshold=None) as conn:
-            conn.execute("SELECT drop_statements()")  # on the backend holding that statement
-        return [await asyncpg_once() for _ in range(30)]
-
-    results = asyncio.run(main())
-    assert results.count(7) >= 29, results
-    if TARGET == "sluice":
-        assert "backend_statements_lost" in sluice.log()
-
-
 # ---- the extended protocol, message by message -------------------------------------------------
 
 

@@ -1,0 +1,158 @@
+"""Transaction pooling: statements a backend lost where Sluice could not see it (issue 12, item 3).
+
+A function that runs DEALLOCATE ALL drops the backend's prepared statements, and no SQL text the
+client sent shows it. When the backend then answers a client's Bind with 26000 for a statement
+Sluice prepared, Sluice prepares it again and sends the client's messages again, once, where the
+client cannot tell (the group began on an idle backend, nothing of its answer has reached the
+client, and no later message went out first); otherwise the error reaches the client, as it
+would from PostgreSQL, and the statement is prepared again at its next use.
+"""
+import asyncio
+
+import psycopg
+import pytest
+
+from test_transaction_drivers import (SYNC, asyncpg_args, bind_msg, execute_msg, kinds,
+                                      parse_msg, query_msg, raw_connect, read_until_ready)
+
+# One backend: every client's transaction runs on the backend whose statements were dropped.
+ONE_BACKEND = {"databases": {"app": {"pool_mode": "transaction", "pool_size": 1}}}
+
+pytestmark = pytest.mark.sluice_config(config=ONE_BACKEND)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def drop_statements_function(pg):
+    pg.execute("CREATE OR REPLACE FUNCTION drop_statements() RETURNS void LANGUAGE plpgsql AS "
+               "$$ BEGIN EXECUTE 'DEALLOCATE ALL'; END $$", dbname="app")
+    pg.execute("GRANT EXECUTE ON FUNCTION drop_statements() TO alice", dbname="app")
+
+
+def drop_backend_statements(target):
+    with psycopg.connect(target.conninfo(), autocommit=True, prepare_threshold=None) as conn:
+        conn.execute("SELECT drop_statements()")
+
+
+@pytest.mark.targets("sluice")
+@pytest.mark.timeout(120)
+def test_asyncpg_clients_never_see_a_statement_the_backend_lost(sluice):
+    asyncpg = pytest.importorskip("asyncpg", reason="python3-asyncpg (Debian) is not installed")
+
+    async def asyncpg_once():
+        conn = await asyncpg.connect(**asyncpg_args(sluice))
+        try:
+            return await conn.fetchval("SELECT $1::int", 7)
+        except asyncpg.exceptions.InvalidSQLStatementNameError:
+            return "26000"
+        finally:
+            await conn.close()
+
+    async def main():
+        results = []
+        for _ in range(10):
+            results.append(await asyncpg_once())  # its statement is prepared on the backend
+            drop_backend_statements(sluice)        # and dropped behind Sluice's back
+            results.append(await asyncpg_once())
+        return results
+
+    assert asyncio.run(main()) == [7] * 20
+    assert "action=retry" in sluice.log()
+
+
+@pytest.mark.targets("sluice")
+def test_a_lost_statement_is_prepared_again_within_the_clients_own_group(sluice):
+    with raw_connect(sluice) as client:
+        client.send(parse_msg("s1", "SELECT $1::int + 1") + bind_msg("s1", [1]) + execute_msg()
+                    + SYNC)
+        assert kinds(read_until_ready(client)) == ["1", "2", "D", "C", "Z"]
+        drop_backend_statements(sluice)
+        client.send(bind_msg("s1", [41]) + execute_msg() + SYNC)
+        assert read_until_ready(client) == [("2", None), ("D", ["42"]), ("C", "SELECT 1"),
+                                            ("Z", "I")]
+
+
+@pytest.mark.targets("sluice")
+def test_a_lost_statement_inside_a_transaction_fails_as_in_postgresql(sluice):
+    """The error aborts the client's transaction: sending the Bind again could not undo that, so
+    the client gets the error; after its ROLLBACK the statement works again."""
+    with raw_connect(sluice) as client:
+        client.send(parse_msg("s1", "SELECT $1::int + 1") + bind_msg("s1", [1]) + execute_msg()
+                    + SYNC)
+        assert kinds(read_until_ready(client)) == ["1", "2", "D", "C", "Z"]
+        client.send(query_msg("BEGIN; SELECT drop_statements()"))
+        assert kinds(read_until_ready(client)) == ["C", "T", "D", "C", "Z"]
+        client.send(bind_msg("s1", [41]) + execute_msg() + SYNC)
+        got = read_until_ready(client)
+        assert kinds(got) == ["E", "Z"], got
+        assert got[0][1]["C"] == "26000"
+        assert got[0][1]["M"] == 'prepared statement "s1" does not exist'
+        assert got[1][1] == "E"
+        client.send(query_msg("ROLLBACK"))
+        assert read_until_ready(client) == [("C", "ROLLBACK"), ("Z", "I")]
+        client.send(bind_msg("s1", [41]) + execute_msg() + SYNC)
+        assert read_until_ready(client) == [("2", None), ("D", ["42"]), ("C", "SELECT 1"),
+                                            ("Z", "I")]
+
+
+@pytest.mark.targets("sluice")
+def test_a_group_already_partly_answered_is_not_sent_again(sluice):
+    """A statement ran before the Bind that failed, and its result reached the client: running
+    the group again would run that statement twice."""
+    with raw_connect(sluice) as client:
+        client.send(parse_msg("s1", "SELECT $1::int + 1") + bind_msg("s1", [1]) + execute_msg()
+                    + SYNC)
+        assert kinds(read_until_ready(client)) == ["1", "2", "D", "C", "Z"]
+        drop_backend_statements(sluice)
+        client.send(parse_msg("", "SELECT 'first'") + bind_msg("") + execute_msg()
+                    + bind_msg("s1", [41]) + execute_msg() + SYNC)
+        got = read_until_ready(client)
+        assert kinds(got) == ["1", "2", "D", "C", "E", "Z"], got
+        assert got[4][1]["C"] == "26000"
+        assert got[4][1]["M"] == 'prepared statement "s1" does not exist'
+        # Prepared again at its next use.
+        client.send(bind_msg("s1", [41]) + execute_msg() + SYNC)
+        assert read_until_ready(client) == [("2", None), ("D", ["42"]), ("C", "SELECT 1"),
+                                            ("Z", "I")]
+
+
+@pytest.mark.targets("sluice")
+def test_pipelined_groups_are_not_reordered(sluice):
+    """The second group was already sent when the first failed: sending the first again would run
+    it after the second, so both errors reach the client in order, and the next use works."""
+    with raw_connect(sluice) as client:
+        client.send(parse_msg("s1", "SELECT $1::int + 1") + bind_msg("s1", [1]) + execute_msg()
+                    + SYNC)
+        assert kinds(read_until_ready(client)) == ["1", "2", "D", "C", "Z"]
+        drop_backend_statements(sluice)
+        client.send(bind_msg("s1", [1]) + execute_msg() + SYNC
+                    + query_msg("SELECT 'second'"))
+        got = read_until_ready(client, count=2)
+        assert kinds(got) == ["E", "Z", "T", "D", "C", "Z"], got
+        assert got[0][1]["C"] == "26000"
+        client.send(bind_msg("s1", [41]) + execute_msg() + SYNC)
+        assert read_until_ready(client) == [("2", None), ("D", ["42"]), ("C", "SELECT 1"),
+                                            ("Z", "I")]
+
+
+@pytest.mark.targets("sluice")
+@pytest.mark.timeout(60)
+@pytest.mark.sluice_config(config={**ONE_BACKEND, "query_wait_timeout": "3s"})
+def test_a_query_skipped_after_an_extended_protocol_error_leaves_nothing_outstanding(sluice):
+    """After an error in extended-protocol messages, PostgreSQL skips everything up to the Sync,
+    a simple Query among them, which then gets no ReadyForQuery. Sluice must not wait for one:
+    the client's backend goes back to the pool, and the next client gets it."""
+    with raw_connect(sluice) as client:
+        client.send(parse_msg("", "SELEC broken") + query_msg("SELECT 'skipped'")
+                    + query_msg("SELECT 'skipped too'") + SYNC)
+        got = read_until_ready(client)
+        assert kinds(got) == ["E", "Z"], got
+        assert got[0][1]["C"] == "42601"
+        # Without an error the Query runs and is answered, and so is the Sync.
+        client.send(parse_msg("", "SELECT 1") + query_msg("SELECT 'ran'") + SYNC)
+        got = read_until_ready(client, count=2)
+        assert kinds(got) == ["1", "T", "D", "C", "Z", "Z"], got
+        # With the client still connected, its one backend serves another client.
+        with psycopg.connect(sluice.conninfo(), autocommit=True) as other:
+            assert other.execute("SELECT 'other'").fetchone() == ("other",)
+        client.send(query_msg("SELECT 'still here'"))
+        assert kinds(read_until_ready(client)) == ["T", "D", "C", "Z"]

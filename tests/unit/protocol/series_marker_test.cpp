@@ -1,0 +1,110 @@
+// A Query or FunctionCall inside a series of extended-protocol messages (before their Sync): after
+// an error in those messages PostgreSQL skips it, and it gets no ReadyForQuery
+// (protocol::append_series_marker). ResponseEdits must count exactly the ReadyForQuery messages
+// that come.
+#include "protocol/statements.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+namespace sluice::protocol {
+namespace {
+
+using Edit = ResponseEdits::Edit;
+
+struct Backend {
+  ResponseEdits edits;
+  std::vector<std::string> not_prepared;
+  std::vector<std::string> not_defined;
+  std::uint32_t skipped = 0;
+
+  Edit answer(char type) {
+    const Edit e = edits.on_backend_message(type, not_prepared, not_defined);
+    skipped += edits.take_skipped_groups();
+    return e;
+  }
+  // The client's Query inside the series, with the marker the relay puts before it.
+  void query() {
+    Buffer out;
+    append_series_marker(out, edits);
+    edits.group_sent();
+  }
+};
+
+TEST_CASE("the marker is a Close of the no-op statement, dropped when it is answered") {
+  Backend b;
+  Buffer out;
+  append_series_marker(out, b.edits);
+  REQUIRE(out.size() == 1 + 4 + 1 + kNoopStatement.size() + 1);
+  CHECK(static_cast<char>(out[0]) == 'C');
+  CHECK(static_cast<char>(out[5]) == 'S');
+  CHECK(b.answer('3') == Edit::Drop);
+  CHECK(b.edits.empty());
+}
+
+TEST_CASE("after an error before the Query, only the Sync gets a ReadyForQuery") {
+  Backend b;
+  b.edits.expect(Edit::Keep, "sluice_1", "s1");  // the client's Parse, which fails
+  b.query();
+  b.edits.group_sent();  // Sync
+  CHECK(b.answer('E') == Edit::Keep);
+  CHECK(b.skipped == 1);  // the Query's group
+  CHECK(b.not_defined == std::vector<std::string>{"s1"});
+  CHECK(b.answer('Z') == Edit::Keep);
+  CHECK(b.skipped == 1);
+  CHECK(b.edits.empty());
+}
+
+TEST_CASE("without an error the Query and the Sync each get a ReadyForQuery") {
+  Backend b;
+  b.edits.expect(Edit::Keep, "sluice_1", "s1");
+  b.query();
+  b.edits.group_sent();
+  CHECK(b.answer('1') == Edit::Keep);
+  CHECK(b.answer('3') == Edit::Drop);  // the marker's CloseComplete
+  CHECK(b.answer('C') == Edit::Keep);
+  CHECK(b.answer('Z') == Edit::Keep);
+  CHECK(b.answer('Z') == Edit::Keep);
+  CHECK(b.skipped == 0);
+  CHECK(b.edits.empty());
+}
+
+TEST_CASE("the Query's own error is answered by its ReadyForQuery") {
+  Backend b;
+  b.edits.expect(Edit::Keep);
+  b.query();
+  b.edits.group_sent();
+  CHECK(b.answer('1') == Edit::Keep);
+  CHECK(b.answer('3') == Edit::Drop);
+  CHECK(b.answer('E') == Edit::Keep);
+  CHECK(b.answer('Z') == Edit::Keep);
+  CHECK(b.answer('Z') == Edit::Keep);
+  CHECK(b.skipped == 0);
+  CHECK(b.edits.empty());
+}
+
+TEST_CASE("every Query up to the Sync is skipped, also those sent after the error arrived") {
+  Backend b;
+  b.edits.expect(Edit::Keep);
+  b.query();
+  CHECK(b.answer('E') == Edit::Keep);
+  CHECK(b.skipped == 1);
+  b.query();                                     // sent while the backend skips
+  b.edits.expect(Edit::Keep, "sluice_2", "s2");  // a Parse it skips too
+  b.edits.group_sent();                          // Sync
+  CHECK(b.answer('Z') == Edit::Keep);
+  CHECK(b.skipped == 2);
+  CHECK(b.not_defined == std::vector<std::string>{"s2"});
+  CHECK(b.edits.empty());
+  // And the next group is counted as usual.
+  b.edits.expect(Edit::Drop);
+  b.edits.group_sent();
+  CHECK(b.answer('1') == Edit::Drop);
+  CHECK(b.answer('Z') == Edit::Keep);
+  CHECK(b.skipped == 2);
+}
+
+}  // namespace
+}  // namespace sluice::protocol
