@@ -419,6 +419,15 @@ void Parser::validate() {
     error(0, "databases", "at least one [databases.NAME] table is required");
   }
   for (auto& [name, database] : config_.databases) validate_database(database);
+  // auth_user's connections are set aside from each server's max_connections; backends need one.
+  for (const auto& [name, server] : config_.servers) {
+    if (config_.auth_user.empty()) break;
+    if (server.max_connections > config_.auth_query_pool_size) continue;
+    const std::string path = key_path(Section::Server, name, "max_connections");
+    error(line_of_key(path), path,
+          "must exceed auth_query_pool_size (" + std::to_string(config_.auth_query_pool_size) +
+              "), whose connections for auth_user it includes");
+  }
   validate_bulkheads();
   if (config_.metrics_listen) {
     const ListenAddress& metrics = *config_.metrics_listen;
@@ -484,7 +493,7 @@ void Parser::validate_bulkheads() {
     }
     std::uint64_t& sum = reserved[bulkhead.server];
     sum += bulkhead.reserved;
-    const std::uint32_t capacity = server->second.max_connections;
+    const std::uint32_t capacity = config_.backend_capacity(server->second);
     const auto line = entry.lines.find(path + ".reserved");
     // A reserved value over max was reported already; the sum is checked again further on.
     if (sum > capacity && !reported[bulkhead.server] && line != entry.lines.end() &&
@@ -493,6 +502,10 @@ void Parser::validate_bulkheads() {
       error(line->second, path + ".reserved",
             "the bulkheads of server \"" + bulkhead.server + "\" reserve " + std::to_string(sum) +
                 " slots up to here, more than its max_connections (" + std::to_string(capacity) +
+                (capacity == server->second.max_connections
+                     ? std::string()
+                     : " left of " + std::to_string(server->second.max_connections) +
+                           " after auth_query_pool_size") +
                 ")");
     }
   }
@@ -573,6 +586,11 @@ std::string Diagnostic::to_string() const {
   if (!key.empty()) out += (out.empty() ? "" : ": ") + key;
   out += (out.empty() ? "" : ": ") + reason;
   return out;
+}
+
+std::uint32_t Config::backend_capacity(const Server& server) const {
+  const std::uint32_t set_aside = auth_user.empty() ? 0 : auth_query_pool_size;
+  return server.max_connections > set_aside ? server.max_connections - set_aside : 0;
 }
 
 const Database* Config::find_database(const std::string& name) const {

@@ -26,6 +26,8 @@ enum class AuthType { Trust, Md5, ScramSha256 };
 // side, as in PgBouncer); or required of every TCP client (Unix-socket clients never need it).
 enum class ClientTlsMode { Disable, Allow, Prefer, Require };
 enum class PoolMode { Session, Transaction };
+// What /status and the dashboard reveal: Redacted leaves out server addresses and user names.
+enum class StatusDetail { Redacted, Full };
 
 // A listen address: TCP host:port, or a Unix-socket directory (socket file .s.PGSQL.<port>).
 struct ListenAddress {
@@ -113,7 +115,10 @@ struct Config {
   std::vector<std::string> admin_users;
   std::vector<std::string> stats_users;
   std::uint32_t max_client_conn = 10000;
-  Duration client_login_timeout{10000};
+  Duration client_login_timeout{10000};  // "0": 60 s (login_time_limit(), src/connection_gate)
+  // Per peer (IPv4 address, IPv6 /64, all Unix-socket clients together), before authentication:
+  std::uint32_t max_peer_logins = 1000;  // connections still logging in at once; 0 = no limit
+  std::uint32_t login_peer_rate = 1000;  // new connections a second, in bursts as large; 0 = off
   Duration shutdown_timeout{30000};
   Duration query_wait_timeout{120000};  // a client waiting for a backend longer gets 53300
   std::uint32_t max_message_size = 64 * 1024 * 1024;
@@ -124,19 +129,29 @@ struct Config {
   std::uint32_t max_client_statements = 2000;   // per client, transaction pooling
   std::uint64_t max_client_statement_bytes = 16 * 1024 * 1024;  // their bodies, per client
   std::optional<ListenAddress> metrics_listen;  // HTTP: /metrics, /status, / (dashboard)
-  Duration statement_timeout_grace{1000};       // Sluice cancels a statement this long past
-                                                // its bulkhead's statement_timeout
+  StatusDetail status_detail = StatusDetail::Redacted;
+  std::string status_password;                 // "" = /status and / need no credentials
+  Duration statement_timeout_grace{1000};      // Sluice cancels a statement this long past
+                                               // its bulkhead's statement_timeout
+  Duration pool_idle_timeout{10 * 60 * 1000};  // an unused (database, user) pool is removed
   // auth_query: users missing from auth_file are looked up on the server by auth_user.
   std::string auth_user;  // "" = off
   std::string auth_query = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1";
   std::string auth_dbname;               // "" = the client's database's dbname on its server
   Duration auth_query_cache{30 * 1000};  // how long a looked-up secret is reused; 0 = never
+  // auth_user's connections to each server at most, set aside from its max_connections.
+  std::uint32_t auth_query_pool_size = 2;
+  std::uint32_t auth_query_peer_rate = 20;  // lookups a second per client address; 0 = no limit
 
   std::map<std::string, Server> servers;
   std::map<std::string, Database> databases;
   std::vector<Bulkhead> bulkheads;  // in file order (equal priorities are served in this order)
 
   const Database* find_database(const std::string& name) const;
+  // The slots of `server` for backends: its max_connections less the auth_query_pool_size
+  // connections set aside for auth_user while auth_user is set (the parser checks that at least
+  // one slot is left).
+  std::uint32_t backend_capacity(const Server& server) const;
 };
 
 // One error: where and why. Printed as "FILE:LINE: key: reason" (LINE omitted when unknown).

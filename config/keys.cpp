@@ -124,6 +124,7 @@ constexpr std::string_view kClientTlsModes[] = {"disable", "allow", "prefer",
                                                 "require"};  // ClientTlsMode order
 constexpr std::string_view kLogLevels[] = {"trace", "debug",    "info", "warn",
                                            "error", "critical", "off"};  // spdlog's names
+constexpr std::string_view kStatusDetails[] = {"redacted", "full"};      // StatusDetail order
 
 std::size_t index_of(std::span<const std::string_view> values, const std::string& value) {
   std::size_t i = 0;
@@ -205,6 +206,27 @@ std::optional<std::string> set_metrics_listen(KeyTarget& target, const KeyValue&
 std::string show_metrics_listen(const ConstKeyTarget& target) {
   const std::optional<ListenAddress>& address = target.config.metrics_listen;
   return toml_text(address ? address->to_string() : std::string());
+}
+
+std::optional<std::string> set_status_detail(KeyTarget& target, const KeyValue& value) {
+  target.config.status_detail =
+      static_cast<StatusDetail>(index_of(kStatusDetails, std::get<std::string>(value)));
+  return std::nullopt;
+}
+std::string show_status_detail(const ConstKeyTarget& target) {
+  return toml_text(
+      std::string(kStatusDetails[static_cast<std::size_t>(target.config.status_detail)]));
+}
+
+// A password anyone who reaches metrics_listen may guess at: long enough that guessing is
+// hopeless (the reason never repeats the value).
+std::optional<std::string> set_status_password(KeyTarget& target, const KeyValue& value) {
+  const std::string& text = std::get<std::string>(value);
+  if (!text.empty() && text.size() < 16) {
+    return "must be empty or at least 16 characters long (e.g. `openssl rand -hex 16`)";
+  }
+  target.config.status_password = text;
+  return std::nullopt;
 }
 
 std::optional<std::string> set_bulkhead_name(KeyTarget& target, const KeyValue& value) {
@@ -290,12 +312,24 @@ constexpr KeyInfo kKeys[] = {
    "Users who may run the admin console's read-only `SHOW` commands",
    {}, 0, 0, set<&Config::stats_users>, show<&Config::stats_users>},
   {S::Global, "max_client_conn", T::Integer, "10000", "", kReload,
-   "Most client connections at once; more are refused with 53300 before authentication",
+   "Most client connections at once, counted from accept; up to 16 more are accepted to be "
+   "refused with 53300 (or to reach the admin console), then Sluice stops accepting until one "
+   "closes",
    {}, 1, 1000000, set<&Config::max_client_conn>, show<&Config::max_client_conn>},
   {S::Global, "client_login_timeout", T::Interval, R"("10s")", "", kReload,
-   "Time a client has from connecting to finishing authentication; `\"0\"` disables",
+   "Time a client has from connecting to finishing authentication; `\"0\"` means 60s (an "
+   "unauthenticated connection is never kept longer unless a longer time is set)",
    {}, 0, kMaxDuration.count(), set<&Config::client_login_timeout>,
    show<&Config::client_login_timeout>},
+  {S::Global, "max_peer_logins", T::Integer, "1000", "", kReload,
+   "Connections one client address (IPv6: its /64; Unix sockets: all together) may have "
+   "logging in (accepted, not yet authenticated) at once; more are refused with 53300; 0: no "
+   "limit",
+   {}, 0, 1000000, set<&Config::max_peer_logins>, show<&Config::max_peer_logins>},
+  {S::Global, "login_peer_rate", T::Integer, "1000", "", kReload,
+   "New connections a second one client address (as for `max_peer_logins`) may open, in "
+   "bursts of as many; more are refused with 53300; 0: no limit",
+   {}, 0, 1000000, set<&Config::login_peer_rate>, show<&Config::login_peer_rate>},
   {S::Global, "shutdown_timeout", T::Interval, R"("30s")", "", kReload,
    "After SIGTERM, how long sessions may finish before they are closed with 57P01",
    {}, 0, kMaxDuration.count(), set<&Config::shutdown_timeout>, show<&Config::shutdown_timeout>},
@@ -334,10 +368,26 @@ constexpr KeyInfo kKeys[] = {
    "HTTP address for `/metrics`, `/status` and the dashboard `/`: `HOST:PORT`, `[IPv6]:PORT` or "
    "`*:PORT` (TCP only); empty: off",
    {}, 0, 0, set_metrics_listen, show_metrics_listen},
+  {S::Global, "status_detail", T::Enum, R"("redacted")", "", kReload,
+   "What `/status` and the dashboard show: `redacted` leaves out server addresses and user "
+   "names (a pool row per database, its users summed); `full` shows every (database, user) "
+   "pool and each server's `host` and `port`; `/metrics` never has either",
+   kStatusDetails, 0, 0, set_status_detail, show_status_detail},
+  {S::Global, "status_password", T::String, R"("")", "", kReload,
+   "If set (at least 16 characters), `/status` and the dashboard `/` answer 401 unless the "
+   "request carries it: HTTP Basic with any user name, or `Authorization: Bearer`; `/metrics` "
+   "and `/healthz` stay open; empty: no credentials needed",
+   {}, 0, 0, set_status_password, show<&Config::status_password>, kSecret},
   {S::Global, "statement_timeout_grace", T::Interval, R"("1s")", "", kReload,
    "Sluice cancels a statement that runs this long past its bulkhead's `statement_timeout` (a "
    "backstop for the database's own timeout)",
    {}, 0, kMaxMs, set<&Config::statement_timeout_grace>, show<&Config::statement_timeout_grace>},
+  {S::Global, "pool_idle_timeout", T::Interval, R"("10m")", "", kReload,
+   "A (database, user) pool that no client has used for this long and that has no backend "
+   "connection left (see `server_idle_timeout`) is removed, and made again by its next client "
+   "(its SHOW POOLS and SHOW STATS rows go; the process totals keep its traffic); a database "
+   "with a fixed `user` keeps its pool; `\"0\"` disables",
+   {}, 0, kMaxMs, set<&Config::pool_idle_timeout>, show<&Config::pool_idle_timeout>},
   {S::Global, "auth_user", T::String, R"("")", "", kReload,
    "Role that runs `auth_query` for users missing from `auth_file` (its password: its plain-text "
    "`auth_file` entry, or none); empty: off",
@@ -354,6 +404,16 @@ constexpr KeyInfo kKeys[] = {
   {S::Global, "auth_query_cache", T::Interval, R"("30s")", "", kReload,
    "How long a secret (or its absence) found by `auth_query` is reused; `\"0\"` disables",
    {}, 0, kMaxMs, set<&Config::auth_query_cache>, show<&Config::auth_query_cache>},
+  {S::Global, "auth_query_pool_size", T::Integer, "2", "", kReload,
+   "Connections `auth_user` holds to each server at most, reused by every lookup and closed "
+   "after 60 s idle; while `auth_user` is set they are taken from the server's "
+   "`max_connections`; a lookup finding them busy waits (at most `client_login_timeout`)",
+   {}, 1, 100, set<&Config::auth_query_pool_size>, show<&Config::auth_query_pool_size>},
+  {S::Global, "auth_query_peer_rate", T::Integer, "20", "", kReload,
+   "`auth_query` lookups per second one client address (IPv6: its /64) may start, in bursts of "
+   "twice that; cached and coalesced ones are free; past it a user is answered as unknown; "
+   "0: no limit",
+   {}, 0, 100000, set<&Config::auth_query_peer_rate>, show<&Config::auth_query_peer_rate>},
 
   // ---- [servers.NAME]: one PostgreSQL server, one capacity domain ----
   {S::Server, "host", T::String, R"("127.0.0.1")", "", kRestart,

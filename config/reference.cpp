@@ -207,7 +207,8 @@ std::string render_reference_markdown() {
   render_section(
       Section::Bulkhead, "`[[bulkheads]]`: one priority class of work on one server", out,
       "Each `[[bulkheads]]` entry gives a class of clients guaranteed and borrowed shares of a "
-      "server's `max_connections`, with a bounded, age-limited wait queue (docs/ADMISSION.md). "
+      "server's `max_connections` (less `auth_query_pool_size` while `auth_user` is set), with "
+      "a bounded, age-limited wait queue (docs/ADMISSION.md). "
       "The `match.*` keys are written as one table, `match = { application_name = "
       "[\"checkout*\"], client_cidr = [\"10.0.0.0/8\"] }`: a bulkhead matches a client when "
       "each of its non-empty lists has an entry that matches, and a client goes to the first "

@@ -6,8 +6,22 @@
 namespace sluice::pools {
 
 PoolId BackendBook::add_pool(PoolSettings settings) {
+  if (!free_pools_.empty()) {
+    const PoolId id = free_pools_.back();
+    free_pools_.pop_back();
+    pools_[id] = Pool{.settings = settings};
+    return id;
+  }
   pools_.push_back(Pool{.settings = settings});
   return static_cast<PoolId>(pools_.size() - 1);
+}
+
+bool BackendBook::remove_pool(PoolId pool) {
+  Pool& p = pools_.at(pool);
+  if (!p.live || p.counts.total() != 0) return false;
+  p = Pool{.live = false};  // frees its idle list's storage too
+  free_pools_.push_back(pool);
+  return true;
 }
 
 void BackendBook::set_pool_settings(PoolId pool, PoolSettings settings) {
@@ -227,6 +241,11 @@ std::optional<std::string> BackendBook::check_invariants() const {
     if (e.state == BackendState::Active) ++c.active;
   });
   if (error) return error;
+  const auto removed =
+      std::count_if(pools_.begin(), pools_.end(), [](const Pool& p) { return !p.live; });
+  if (static_cast<std::size_t>(removed) != free_pools_.size()) {
+    return "removed pools differ from the free ids";
+  }
   for (std::size_t i = 0; i < pools_.size(); ++i) {
     const PoolCounts& c = pools_[i].counts;
     if (c.connecting != seen[i].connecting || c.idle != seen[i].idle ||

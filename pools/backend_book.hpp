@@ -56,7 +56,12 @@ class BackendBook {
  public:
   explicit BackendBook(std::uint32_t max_connections) : max_(max_connections) {}
 
+  // A new pool; the id of a removed pool is reused first, so the book holds at most as many
+  // pools as were ever live at once.
   PoolId add_pool(PoolSettings settings);
+  // Forgets a pool without backends in any state (an idle (database, user) pool src/ reaps:
+  // pools/pool_reaper.hpp). False, and nothing changes, while it has one or once it is removed.
+  bool remove_pool(PoolId pool);
   void set_pool_settings(PoolId pool, PoolSettings settings);
   void set_max_connections(std::uint32_t max) { max_ = max; }
   // Connections being opened at once at most (0 = no limit); beyond it pick() answers Busy.
@@ -86,7 +91,7 @@ class BackendBook {
   PoolCounts counts(PoolId pool) const;
   PoolCounts totals() const;
   std::optional<BackendState> state(BackendId id) const;
-  std::size_t pool_count() const { return pools_.size(); }
+  std::size_t pool_count() const { return pools_.size() - free_pools_.size(); }  // live ones
   std::optional<std::string> check_invariants() const;
 
  private:
@@ -101,6 +106,7 @@ class BackendBook {
     PoolSettings settings;
     PoolCounts counts;
     std::vector<BackendId> idle;  // most recently used last
+    bool live = true;             // false: removed, its id waiting in free_pools_
   };
 
   void set_state(BackendId id, Entry& e, BackendState to);
@@ -113,8 +119,9 @@ class BackendBook {
 
   std::uint32_t max_;
   std::uint32_t max_connecting_ = 0;
-  std::vector<Pool> pools_;
-  IdMap<Entry> entries_;  // flat: no allocation per connection
+  std::vector<Pool> pools_;         // by PoolId; never shrinks
+  std::vector<PoolId> free_pools_;  // removed pools' ids, reused by add_pool()
+  IdMap<Entry> entries_;            // flat: no allocation per connection
   std::uint64_t next_id_ = 1;
 };
 

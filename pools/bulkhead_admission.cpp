@@ -146,8 +146,28 @@ const BulkheadPolicy& BulkheadAdmission::bulkhead_policy(BulkheadId id) const {
 // ---- groups and clients ------------------------------------------------------------------------
 
 GroupId BulkheadAdmission::add_group(std::uint32_t limit) {
-  groups_.push_back(Group{.limit = limit, .in_use = 0, .in_use_ceiling = limit});
+  const Group fresh{.limit = limit, .in_use = 0, .in_use_ceiling = limit};
+  if (!free_groups_.empty()) {
+    const GroupId id = free_groups_.back();
+    free_groups_.pop_back();
+    groups_[id] = fresh;
+    return id;
+  }
+  groups_.push_back(fresh);
   return static_cast<GroupId>(groups_.size() - 1);
+}
+
+bool BulkheadAdmission::remove_group(GroupId group) {
+  Group& g = groups_.at(group);
+  if (!g.live || g.in_use != 0) return false;
+  for (const Bulkhead& b : bulkheads_) {
+    for (const Waiter& w : b.waiters) {
+      if (w.group == group) return false;
+    }
+  }
+  g = Group{.live = false};
+  free_groups_.push_back(group);
+  return true;
 }
 
 std::vector<HandOff> BulkheadAdmission::set_group_limit(GroupId group, std::uint32_t limit,
@@ -174,6 +194,17 @@ ClientAdmission BulkheadAdmission::acquire_client(BulkheadId id, TimePoint now) 
   }
   ++b.clients;
   ++b.counters.clients_admitted;
+  return ClientAdmitted{};
+}
+
+ClientAdmission BulkheadAdmission::check_client(BulkheadId id, TimePoint now) {
+  const Bulkhead& b = bulkheads_.at(id);
+  if (b.policy.max_clients != 0 && b.clients >= b.policy.max_clients) {
+    return refuse(id, RefusalReason::MaxClients, now, kMaxClientsRetryBase);
+  }
+  if (b.new_connections.available(now) == 0) {
+    return refuse(id, RefusalReason::RateLimit, now, b.new_connections.time_to_next(now));
+  }
   return ClientAdmitted{};
 }
 

@@ -16,8 +16,8 @@
 //  - optional second dimension: *groups* (a (database, user) pool with its pool_size). A grant
 //    needs room in both; a waiter blocked only by its group is skipped, not blocking its class;
 //  - a circuit breaker refuses at once (server_down) while connects to the server keep failing;
-//  - per-bulkhead client admission (max_clients, new connections per second) and a token
-//    bucket for new transactions per second.
+//  - per-bulkhead client admission (max_clients, new connections per second: checked before
+//    authentication, charged after it) and a token bucket for new transactions per second.
 //
 // Pure and single-threaded: no clock (every call that needs time takes `now`, a steady_clock
 // time point), no I/O, no locks; randomness only from a std::mt19937_64 seeded by the caller
@@ -163,14 +163,23 @@ class BulkheadAdmission {
   const Policy& policy() const { return policy_; }  // normalised
 
   // ---- groups (per (database, user) pool limits) -------------------------------------------
+  // A removed group's id is reused first, so groups_ holds at most as many as were ever live.
   GroupId add_group(std::uint32_t limit);
+  // Forgets a group nobody holds a slot of or waits in (a reaped pool: pools/pool_reaper.hpp).
+  // False, and nothing changes, while it has a lease or a waiter, or once it is removed.
+  bool remove_group(GroupId group);
   // Raising a limit may let waiters through; lowering it lets running work finish.
   std::vector<HandOff> set_group_limit(GroupId group, std::uint32_t limit, TimePoint now);
 
   // ---- client connections --------------------------------------------------------------------
   // Refused with MaxClients or RateLimit (new connections per second); otherwise counted until
   // release_client. release_client returns false (and changes nothing) if none is counted.
+  // src/ calls it only once the client has authenticated, so that clients who merely claim to
+  // belong to the bulkhead cannot spend its budget (issue 12, item 5).
   ClientAdmission acquire_client(BulkheadId bulkhead, TimePoint now);
+  // The early refusal before authentication: what acquire_client() would answer now, without
+  // counting the client or taking a token (a refusal is counted in the bulkhead's stats).
+  ClientAdmission check_client(BulkheadId bulkhead, TimePoint now);
   bool release_client(BulkheadId bulkhead);
 
   // ---- slots ---------------------------------------------------------------------------------
@@ -241,6 +250,7 @@ class BulkheadAdmission {
     std::uint32_t limit = 0;
     std::uint32_t in_use = 0;
     std::uint32_t in_use_ceiling = 0;  // in_use may exceed a lowered limit until it drains
+    bool live = true;                  // false: removed, its id waiting in free_groups_
   };
   struct Bulkhead {
     BulkheadPolicy policy;
@@ -289,9 +299,10 @@ class BulkheadAdmission {
   std::vector<BulkheadId> by_priority_;                  // (priority, id) order
   std::unordered_map<std::string, BulkheadId> by_name_;  // live bulkheads only
   BulkheadId default_id_ = 0;
-  std::vector<Group> groups_;  // by GroupId
-  IdMap<LeaseRecord> leases_;  // flat: no allocation per lease (bench/PROFILE.md C7)
-  IdMap<BulkheadId> tickets_;  // every waiting ticket -> its queue
+  std::vector<Group> groups_;         // by GroupId; never shrinks
+  std::vector<GroupId> free_groups_;  // removed groups' ids, reused by add_group()
+  IdMap<LeaseRecord> leases_;         // flat: no allocation per lease (bench/PROFILE.md C7)
+  IdMap<BulkheadId> tickets_;         // every waiting ticket -> its queue
   std::uint32_t in_use_ = 0;
   std::uint32_t reserved_total_ = 0;
   std::uint32_t capacity_ceiling_ = 0;

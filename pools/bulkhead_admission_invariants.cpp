@@ -60,18 +60,23 @@ std::optional<std::string> BulkheadAdmission::check_counts() const {
       if (leases_.contains(w.ticket)) return at + "ticket id also used as a lease id";
       if (w.deadline <= w.since) return at + "waiter deadline not after its arrival";
       if (i > 0 && w.since < b.waiters[i - 1].since) return at + "queue not in arrival order";
-      if (w.group != kNoGroup && w.group >= groups_.size()) return at + "waiter of unknown group";
+      if (w.group != kNoGroup && (w.group >= groups_.size() || !groups_[w.group].live)) {
+        return at + "waiter of unknown group";
+      }
     }
     total_waiters += b.waiters.size();
   }
   if (total_in_use != in_use_ || leases_.size() != in_use_) return "server in_use mismatch";
   if (tickets_.size() != total_waiters) return "ticket index holds tickets nobody waits with";
   if (reserved != reserved_total_) return "reserved total mismatch";
+  std::size_t removed_groups = 0;
   for (GroupId g = 0; g < groups_.size(); ++g) {
     if (group_in_use[g] != groups_[g].in_use) {
       return "group " + std::to_string(g) + " in_use differs from its leases";
     }
+    removed_groups += groups_[g].live ? 0 : 1;
   }
+  if (removed_groups != free_groups_.size()) return "removed groups differ from the free ids";
   if (by_priority_.size() != bulkheads_.size() ||
       !std::is_sorted(by_priority_.begin(), by_priority_.end(), [&](BulkheadId a, BulkheadId b) {
         return bulkheads_[a].policy.priority < bulkheads_[b].policy.priority;

@@ -1,349 +1,300 @@
 #include "src/auth_query.hpp"
 
-#include "config/keys.hpp"
 #include "src/auth_store.hpp"
 #include "src/log.hpp"
 
-#include <libpq-fe.h>
-
 #include <algorithm>
-#include <functional>
-#include <vector>
+#include <utility>
 
 namespace sluice {
 
-// ---- the cache -------------------------------------------------------------------------------
-
-std::optional<FoundSecret> AuthQueryCache::find(const std::string& key, Clock::time_point now,
-                                                Clock::duration ttl) {
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return std::nullopt;
-  if (now - it->second.found_at >= ttl) {
-    entries_.erase(it);
-    return std::nullopt;
-  }
-  return it->second.found;
-}
-
-void AuthQueryCache::put(const std::string& key, FoundSecret found, Clock::time_point now,
-                         Clock::duration ttl) {
-  if (ttl <= Clock::duration::zero() || capacity_ == 0) return;
-  auto it = entries_.find(key);
-  if (it != entries_.end()) {
-    it->second = Entry{std::move(found), now};
-    return;
-  }
-  if (entries_.size() >= capacity_) make_room(now, ttl);
-  entries_.emplace(key, Entry{std::move(found), now});
-}
-
-// Linear, but only when the cache is full, and each put follows a round trip to the server.
-void AuthQueryCache::make_room(Clock::time_point now, Clock::duration ttl) {
-  std::erase_if(entries_, [&](const auto& e) { return now - e.second.found_at >= ttl; });
-  if (entries_.size() < capacity_) return;
-  auto oldest = std::min_element(
-      entries_.begin(), entries_.end(),
-      [](const auto& a, const auto& b) { return a.second.found_at < b.second.found_at; });
-  entries_.erase(oldest);
-}
-
-// ---- one lookup through libpq ------------------------------------------------------------------
-
 namespace {
 
-struct ConnDeleter {
-  void operator()(PGconn* c) const { PQfinish(c); }
-};
-using Conn = std::unique_ptr<PGconn, ConnDeleter>;
-struct ResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using Result = std::unique_ptr<PGresult, ResultDeleter>;
-
-struct Outcome {
-  enum class Kind { Found, NotFound, Failed };
-  Kind kind = Kind::NotFound;
-  std::string secret;  // Found
-  std::string reason;  // Failed: resolve, connect, timeout, query
-  std::string error;   // Failed: what libpq or the server said (first line)
-};
-
-Outcome failed(std::string reason, std::string_view error) {
-  // libpq's messages end in a newline and may have several lines; one is enough for a log.
-  error = error.substr(0, error.find('\n'));
-  return Outcome{
-      .kind = Outcome::Kind::Failed, .reason = std::move(reason), .error = std::string(error)};
-}
-
-// Waits for libpq's socket to become readable or writable, all waits of one lookup bounded by
-// one deadline. libpq owns the socket, and its number may change between PQconnectPoll calls
-// (another address, an SSL retry), so each wait wraps it in a fresh descriptor and releases it
-// again, never closing it. A fresh registration also reports readiness that arrived before the
-// wait (Asio's epoll reactor is edge-triggered). Lives on one executor (the lookup's coroutine).
-class SocketWaiter {
- public:
-  enum class Want { Read, Write };
-
-  SocketWaiter(const asio::any_io_executor& ex, std::chrono::milliseconds timeout)
-      : ex_(ex), timer_(ex), state_(std::make_shared<State>()) {
-    timer_.expires_after(timeout);
-    timer_.async_wait([state = state_](error_code ec) {
-      if (ec) return;
-      state->expired = true;
-      if (state->cancel) state->cancel();
-    });
-  }
-  ~SocketWaiter() {
-    state_->cancel = nullptr;
-    timer_.cancel();
-  }
-  SocketWaiter(const SocketWaiter&) = delete;
-  SocketWaiter& operator=(const SocketWaiter&) = delete;
-
-  bool expired() const { return state_->expired; }
-
-  // Runs `cancel` if the deadline passes while `op` is awaited.
-  template <typename T>
-  awaitable<T> bounded(awaitable<T> op, std::function<void()> cancel) {
-    state_->cancel = std::move(cancel);
-    struct Reset {
-      State& s;
-      ~Reset() { s.cancel = nullptr; }
-    } reset{*state_};
-    co_return co_await std::move(op);
-  }
-
-  // False on an invalid socket, an error or the deadline.
-  awaitable<bool> wait(int fd, Want want) {
-    if (fd < 0 || expired()) co_return false;
-    error_code ec;
-    asio::posix::stream_descriptor d(ex_);
-    d.assign(fd, ec);
-    if (ec) co_return false;
-    struct Release {  // libpq closes the socket, never the descriptor
-      asio::posix::stream_descriptor& d;
-      ~Release() { d.release(); }
-    } release{d};
-    const auto what = want == Want::Read ? asio::posix::stream_descriptor::wait_read
-                                         : asio::posix::stream_descriptor::wait_write;
-    co_await bounded(d.async_wait(what, ec_token(ec)), [&d] {
-      error_code ignored;
-      d.cancel(ignored);
-    });
-    co_return !ec && !expired();
-  }
-
- private:
-  struct State {
-    bool expired = false;
-    std::function<void()> cancel;  // cancels the operation in progress, if any
-  };
-  asio::any_io_executor ex_;
-  asio::steady_timer timer_;
-  std::shared_ptr<State> state_;
-};
-
-// libpq prints NOTICEs to stderr by default; a lookup has nothing to say to our log.
-void ignore_notice(void*, const char*) {}
-
-// The connection keywords for auth_user on `server`. A host name is resolved by Asio (in the
-// background) and handed to libpq as hostaddr, because libpq would resolve it blockingly. (As for
-// backend connections, a getaddrinfo() already running is not interrupted by the deadline; the
-// lookup then fails as soon as it returns.)
-struct ConnParams {
-  std::vector<std::pair<std::string, std::string>> items;
-  void add(std::string key, std::string value) {
-    items.emplace_back(std::move(key), std::move(value));
-  }
-};
-
-awaitable<std::optional<Outcome>> add_address(ConnParams& params, const config::Server& server,
-                                              SocketWaiter& waiter) {
-  if (!server.host.empty() && server.host.front() == '/') {
-    params.add("host", server.host);  // a Unix-socket directory
-    co_return std::nullopt;
-  }
-  asio::ip::tcp::resolver resolver(co_await asio::this_coro::executor);
-  error_code ec;
-  auto results = co_await waiter.bounded(
-      resolver.async_resolve(server.host, std::to_string(server.port),
-                             asio::ip::resolver_base::numeric_service, ec_token(ec)),
-      [&resolver] { resolver.cancel(); });
-  if (waiter.expired()) co_return failed("timeout", "resolving " + server.host);
-  if (ec || results.empty()) co_return failed("resolve", ec.message());
-  std::string hosts;
-  std::string addresses;
-  for (const auto& r : results) {
-    if (!hosts.empty()) {
-      hosts += ',';
-      addresses += ',';
-    }
-    hosts += server.host;  // for libpq's messages (and SSL's host name check)
-    addresses += r.endpoint().address().to_string();
-  }
-  params.add("host", hosts);
-  params.add("hostaddr", addresses);
-  co_return std::nullopt;
-}
-
-awaitable<std::optional<Outcome>> connect(Conn& conn, const ConnParams& params,
-                                          SocketWaiter& waiter) {
-  std::vector<const char*> keys;
-  std::vector<const char*> values;
-  for (const auto& [key, value] : params.items) {
-    keys.push_back(key.c_str());
-    values.push_back(value.c_str());
-  }
-  keys.push_back(nullptr);
-  values.push_back(nullptr);
-  conn.reset(PQconnectStartParams(keys.data(), values.data(), 0));
-  if (!conn) co_return failed("connect", "out of memory");
-  PQsetNoticeProcessor(conn.get(), ignore_notice, nullptr);
-  if (PQstatus(conn.get()) == CONNECTION_BAD) {
-    co_return failed("connect", PQerrorMessage(conn.get()));
-  }
-  // As the libpq docs say: after PQconnectStart, act as if PQconnectPoll had said "writing".
-  PostgresPollingStatusType poll = PGRES_POLLING_WRITING;
-  for (;;) {
-    if (poll == PGRES_POLLING_OK) co_return std::nullopt;
-    if (poll == PGRES_POLLING_FAILED) co_return failed("connect", PQerrorMessage(conn.get()));
-    const auto want =
-        poll == PGRES_POLLING_READING ? SocketWaiter::Want::Read : SocketWaiter::Want::Write;
-    if (!co_await waiter.wait(PQsocket(conn.get()), want)) {
-      co_return failed(waiter.expired() ? "timeout" : "connect", "while connecting");
-    }
-    poll = PQconnectPoll(conn.get());
-  }
-}
-
-// The first row's second column of the first result; the connection is drained to the end.
-awaitable<Outcome> run_query(PGconn* conn, const std::string& query, const std::string& user,
-                             SocketWaiter& waiter) {
-  if (PQsetnonblocking(conn, 1) != 0) co_return failed("query", PQerrorMessage(conn));
-  const char* param = user.c_str();
-  if (PQsendQueryParams(conn, query.c_str(), 1, nullptr, &param, nullptr, nullptr, 0) == 0) {
-    co_return failed("query", PQerrorMessage(conn));
-  }
-  // The query is small and the server reads it before it answers, so waiting for writability
-  // alone cannot deadlock here.
-  for (int flushed = PQflush(conn); flushed != 0; flushed = PQflush(conn)) {
-    if (flushed < 0) co_return failed("query", PQerrorMessage(conn));
-    if (!co_await waiter.wait(PQsocket(conn), SocketWaiter::Want::Write)) {
-      co_return failed(waiter.expired() ? "timeout" : "query", "while sending the query");
-    }
-  }
-  std::optional<Outcome> outcome;
-  for (;;) {
-    while (PQisBusy(conn) != 0) {
-      if (!co_await waiter.wait(PQsocket(conn), SocketWaiter::Want::Read)) {
-        co_return failed(waiter.expired() ? "timeout" : "query", "while waiting for the result");
-      }
-      if (PQconsumeInput(conn) == 0) co_return failed("query", PQerrorMessage(conn));
-    }
-    Result result(PQgetResult(conn));
-    if (!result) break;
-    if (outcome) continue;  // only the first result counts
-    if (PQresultStatus(result.get()) != PGRES_TUPLES_OK) {
-      const char* sqlstate = PQresultErrorField(result.get(), PG_DIAG_SQLSTATE);
-      const char* message = PQresultErrorField(result.get(), PG_DIAG_MESSAGE_PRIMARY);
-      outcome =
-          failed("query", auth_query_error_text(sqlstate != nullptr ? sqlstate : "",
-                                                message != nullptr ? message : "no result rows"));
-    } else if (PQnfields(result.get()) < 2) {
-      outcome = failed("query", "auth_query must return two columns (user name, secret)");
-    } else if (PQntuples(result.get()) == 0 || PQgetisnull(result.get(), 0, 1) != 0) {
-      outcome = Outcome{.kind = Outcome::Kind::NotFound};
-    } else {
-      outcome = Outcome{.kind = Outcome::Kind::Found, .secret = PQgetvalue(result.get(), 0, 1)};
-    }
-  }
-  co_return outcome ? std::move(*outcome) : failed("query", "no result");
-}
-
-awaitable<Outcome> query_server(const config::Config& cfg, const config::Server& server,
-                                const std::string& dbname, const std::string& user,
-                                const AuthStore& store) {
-  SocketWaiter waiter(co_await asio::this_coro::executor, server.connect_timeout);
-  ConnParams params;
-  if (auto failure = co_await add_address(params, server, waiter)) co_return std::move(*failure);
-  params.add("port", std::to_string(server.port));
-  params.add("dbname", dbname);
-  params.add("user", cfg.auth_user);
-  // libpq cannot log in with an md5 secret or a SCRAM verifier, only with a password.
-  const UserSecret* own = store.find(cfg.auth_user);
-  if (own != nullptr && own->kind == UserSecret::Kind::Plain) params.add("password", own->text);
-  params.add("application_name", "sluice_auth_query");
-  // GSSAPI encryption is tried first by default and may consult Kerberos files; Sluice's own
-  // backend connections do not use it either.
-  params.add("gssencmode", "disable");
-  Conn conn;
-  if (auto failure = co_await connect(conn, params, waiter)) co_return std::move(*failure);
-  co_return co_await run_query(conn.get(), cfg.auth_query, user, waiter);
-}
-
-std::string cache_key(const config::Config& cfg, const config::Server& server,
-                      const std::string& dbname, const std::string& user) {
+std::string joined(std::initializer_list<const std::string*> parts, std::uint16_t port) {
   std::string key;
-  for (const std::string* part : {&server.host, &dbname, &cfg.auth_user, &cfg.auth_query, &user}) {
+  for (const std::string* part : parts) {
     key += *part;
     key += '\0';
   }
-  return key + std::to_string(server.port);
+  return key + std::to_string(port);
+}
+
+// The connection a lookup needs: a connection made for one group cannot serve another.
+std::string group_of(const config::Config& cfg, const config::Server& server,
+                     const std::string& dbname) {
+  return joined({&server.host, &dbname, &cfg.auth_user}, server.port);
+}
+
+// The question a lookup asks (the cache's and the flight's key).
+std::string question_of(const config::Config& cfg, const config::Server& server,
+                        const std::string& dbname, const std::string& user) {
+  return joined({&server.host, &dbname, &cfg.auth_user, &cfg.auth_query, &user}, server.port);
+}
+
+AuthLookups::Settings settings_of(const config::Config& cfg) {
+  AuthLookups::Settings s;
+  s.cache_ttl = std::chrono::duration_cast<AuthLookups::Clock::duration>(cfg.auth_query_cache);
+  if (cfg.auth_query_peer_rate > 0) {
+    s.peer_rate = pools::RateLimit{.per_second = static_cast<double>(cfg.auth_query_peer_rate),
+                                   .burst = 2 * cfg.auth_query_peer_rate};
+  }
+  s.pool = pools::LookupPoolSettings{.max_connections = cfg.auth_query_pool_size,
+                                     .idle_timeout = AuthQuery::kIdleTimeout};
+  return s;
+}
+
+std::string peer_text(const std::optional<asio::ip::address>& peer) {
+  return peer ? peer->to_string() : "local";
 }
 
 }  // namespace
 
-std::string auth_query_error_text(std::string_view sqlstate, std::string_view message) {
-  std::string text = std::string(sqlstate) + " " + std::string(message);
-  if (!sqlstate.starts_with("22")) return text;
-  // From the first quote to the last (a value may contain quotes), or to the end if unclosed.
-  const std::size_t open = text.find('"', sqlstate.size());
-  if (open == std::string::npos) return text;
-  const std::size_t close = text.rfind('"');
-  text.replace(open, close > open ? close - open + 1 : std::string::npos,
-               "\"" + std::string(config::kRedacted) + "\"");
-  return text;
+// A lookup waiting for a connection (the leader of a queued flight) or for the answer of a flight
+// it joined. Whoever ends the wait sets `state` under mu_, then posts a cancel of `timer` to
+// `executor`; the waiter trusts `state`, never the timer's error code: a timer that fired with
+// the state still Waiting means the deadline came first (STYLE.md §2, the queued waiter).
+struct AuthQuery::Waiter {
+  enum class State { Waiting, Granted, Answered, Expired };
+  explicit Waiter(const asio::any_io_executor& ex) : executor(ex), timer(ex) {}
+  asio::any_io_executor executor;
+  asio::steady_timer timer;           // touched only on `executor`
+  State state = State::Waiting;       // guarded by mu_
+  std::optional<FoundSecret> answer;  // Answered (nullopt: the lookup failed); guarded by mu_
+  pools::LookupGrant grant;           // Granted; guarded by mu_
+};
+
+void AuthQuery::wake(const Wakes& wakes) {
+  for (const auto& w : wakes) asio::post(w->executor, [w] { w->timer.cancel(); });
 }
 
-// ---- the service -------------------------------------------------------------------------------
-
-awaitable<FoundSecret> AuthQuery::lookup(const config::Config& cfg, const config::Server& server,
-                                         const std::string& dbname, const std::string& user,
-                                         const AuthStore& store) {
-  const std::string key = cache_key(cfg, server, dbname, user);
-  const auto ttl =
-      std::chrono::duration_cast<AuthQueryCache::Clock::duration>(cfg.auth_query_cache);
-  {
-    std::lock_guard lock(mu_);
-    if (auto cached = cache_.find(key, AuthQueryCache::Clock::now(), ttl)) {
-      log::main().debug("auth_query_cached server={} db={} user={} found={}", server.name, dbname,
-                        log::value(user), cached->has_value());
-      co_return std::move(*cached);
+void AuthQuery::settle(const std::string& server, pools::LookupFinish& done, Wakes& wakes,
+                       std::vector<PgConn>& closing) {
+  for (const pools::ConnId id : done.close) {
+    const auto it = idle_.find({server, id});
+    if (it == idle_.end()) continue;  // the finished flight's own connection: its runner closes it
+    closing.push_back(std::move(it->second));
+    idle_.erase(it);
+  }
+  for (pools::LookupGrant& grant : done.granted) {
+    Flight& flight = flights_.at({server, grant.flight});
+    flight.leader->state = Waiter::State::Granted;
+    flight.leader->grant = std::move(grant);
+    wakes.push_back(std::move(flight.leader));
+  }
+  for (const pools::FlightId id : done.expired) {
+    auto node = flights_.extract({server, id});
+    if (node.empty()) continue;
+    Flight& flight = node.mapped();
+    if (flight.leader) {
+      flight.leader->state = Waiter::State::Expired;
+      wakes.push_back(std::move(flight.leader));
+    }
+    for (auto& joiner : flight.joiners) {
+      joiner->state = Waiter::State::Answered;  // with no answer: failed
+      wakes.push_back(std::move(joiner));
     }
   }
-  Outcome outcome = co_await query_server(cfg, server, dbname, user, store);
-  if (outcome.kind == Outcome::Kind::Failed) {
+}
+
+awaitable<bool> AuthQuery::wait_for_grant(const std::string& server, Waiter& w) {
+  error_code ec;
+  co_await w.timer.async_wait(ec_token(ec));
+  Wakes wakes;
+  std::vector<PgConn> closing;
+  bool granted = false;
+  {
+    std::lock_guard lock(mu_);
+    if (w.state == Waiter::State::Waiting) {
+      // The deadline: the timer fires at or after it, so this flight is among the expired.
+      pools::LookupFinish done;
+      done.expired = lookups_.expire(server, std::max(Clock::now(), w.timer.expiry()));
+      settle(server, done, wakes, closing);
+    }
+    granted = w.state == Waiter::State::Granted;
+  }
+  wake(wakes);
+  co_return granted;
+}
+
+awaitable<std::optional<FoundSecret>> AuthQuery::wait_for_answer(const FlightKey& key, Waiter& w) {
+  error_code ec;
+  co_await w.timer.async_wait(ec_token(ec));
+  std::lock_guard lock(mu_);
+  if (w.state == Waiter::State::Answered) co_return std::move(w.answer);
+  // The deadline came first: stop waiting for the flight (it goes on for its other clients).
+  w.state = Waiter::State::Expired;
+  const auto it = flights_.find(key);
+  if (it != flights_.end()) {
+    std::erase_if(it->second.joiners, [&w](const auto& j) { return j.get() == &w; });
+  }
+  co_return std::nullopt;
+}
+
+awaitable<std::optional<FoundSecret>> AuthQuery::run_flight(const AuthLookups::Question& q,
+                                                            const AuthLookups::Settings& settings,
+                                                            const pools::LookupGrant& grant,
+                                                            const AuthConnTarget& target,
+                                                            const std::string& query,
+                                                            const std::string& user) {
+  PgConn conn;
+  std::vector<PgConn> closing;
+  {
+    std::lock_guard lock(mu_);
+    for (const pools::ConnId id : grant.close) {
+      if (auto node = idle_.extract({q.server, id})) closing.push_back(std::move(node.mapped()));
+    }
+    // A fresh grant, or (never expected) an idle id with no connection kept: connect anew.
+    if (auto node = idle_.extract({q.server, grant.conn})) conn = std::move(node.mapped());
+  }
+  closing.clear();  // PQfinish outside the lock
+  QueryOutcome outcome = co_await run_auth_query(conn, target, query, user);
+  std::optional<FoundSecret> answer;
+  if (outcome.kind == QueryOutcome::Kind::Found) answer = FoundSecret(std::move(outcome.secret));
+  if (outcome.kind == QueryOutcome::Kind::NotFound) answer = FoundSecret();
+  const bool keep = reusable(conn);
+  Wakes wakes;
+  {
+    std::lock_guard lock(mu_);
+    pools::LookupFinish done =
+        lookups_.finish(q, grant.flight, answer, keep, settings, Clock::now());
+    if (auto node = flights_.extract({q.server, grant.flight})) {
+      for (auto& joiner : node.mapped().joiners) {
+        joiner->state = Waiter::State::Answered;
+        joiner->answer = answer;
+        wakes.push_back(std::move(joiner));
+      }
+    }
+    const bool closed =
+        std::find(done.close.begin(), done.close.end(), grant.conn) != done.close.end();
+    if (keep && !closed) idle_.emplace(ConnKey{q.server, grant.conn}, std::move(conn));
+    settle(q.server, done, wakes, closing);
+  }
+  wake(wakes);
+  closing.clear();
+  conn.reset();
+  if (outcome.kind == QueryOutcome::Kind::Failed) {
     // Never the secret, the query text or auth_user's password: only where and why.
     log::main().warn(
         "auth_query_failed reason={} server={} db={} auth_user={} user={} error=\"{}\"",
-        outcome.reason, server.name, dbname, cfg.auth_user, log::value(user),
+        outcome.reason, target.server->name, target.dbname, target.user, log::value(user),
         log::escaped(outcome.error));
-    co_return std::nullopt;
   }
-  FoundSecret found;
-  if (outcome.kind == Outcome::Kind::Found) found = std::move(outcome.secret);
-  log::main().debug("auth_query_done server={} db={} user={} found={}", server.name, dbname,
-                    log::value(user), found.has_value());
+  co_return answer;
+}
+
+awaitable<FoundSecret> AuthQuery::lookup(const config::Config& cfg, const config::Server& server,
+                                         const std::string& dbname, const std::string& user,
+                                         const AuthStore& store,
+                                         std::optional<asio::ip::address> peer,
+                                         std::optional<Clock::duration> max_wait) {
+  const auto now = Clock::now();
+  const auto deadline = now + max_wait.value_or(server.connect_timeout);
+  const AuthLookups::Question q{.server = server.name,
+                                .group = group_of(cfg, server, dbname),
+                                .key = question_of(cfg, server, dbname, user)};
+  const AuthLookups::Settings settings = settings_of(cfg);
+  auto waiter = std::make_shared<Waiter>(co_await asio::this_coro::executor);
+  waiter->timer.expires_at(deadline);
+  AuthLookups::Decision d;
+  Wakes wakes;
+  std::vector<PgConn> closing;
+  std::optional<std::uint64_t> log_refusal;  // with how many refusals went unlogged before it
   {
     std::lock_guard lock(mu_);
-    cache_.put(key, found, AuthQueryCache::Clock::now(), ttl);
+    d = lookups_.begin(q, peer, settings, now, deadline);
+    settle(server.name, d.served, wakes, closing);
+    using Kind = AuthLookups::Decision::Kind;
+    if (d.kind == Kind::RateLimited) {
+      if (refusal_log_.try_take(now)) {
+        log_refusal = std::exchange(unlogged_refusals_, 0);
+      } else {
+        ++unlogged_refusals_;
+      }
+    }
+    if (d.kind == Kind::Joined) flights_.at({server.name, d.flight}).joiners.push_back(waiter);
+    if (d.kind == Kind::Granted) flights_.emplace(FlightKey{server.name, d.flight}, Flight{});
+    if (d.kind == Kind::Queued) {
+      flights_.emplace(FlightKey{server.name, d.flight}, Flight{.leader = waiter});
+    }
   }
-  co_return found;
+  wake(wakes);
+  closing.clear();
+
+  const auto log_wait_failed = [&](std::string_view what) {
+    log::main().warn(
+        "auth_query_failed reason=timeout server={} db={} auth_user={} user={} error=\"{}\"",
+        server.name, dbname, cfg.auth_user, log::value(user), what);
+  };
+  std::optional<FoundSecret> answer;
+  switch (d.kind) {
+    case AuthLookups::Decision::Kind::Cached:
+      log::main().debug("auth_query_cached server={} db={} user={} found={}", server.name, dbname,
+                        log::value(user), d.cached.has_value());
+      co_return std::move(d.cached);
+    case AuthLookups::Decision::Kind::RateLimited:
+      // Answered as an unknown user: the client learns nothing it would not learn otherwise.
+      if (log_refusal) {
+        log::main().info(
+            "auth_query_refused reason=peer_rate peer={} server={} db={} user={} suppressed={}",
+            peer_text(peer), server.name, dbname, log::value(user), *log_refusal);
+      }
+      co_return std::nullopt;
+    case AuthLookups::Decision::Kind::Joined:
+      answer = co_await wait_for_answer({server.name, d.flight}, *waiter);
+      log::main().debug("auth_query_joined server={} db={} user={} answered={}", server.name,
+                        dbname, log::value(user), answer.has_value());
+      co_return answer ? std::move(*answer) : std::nullopt;
+    case AuthLookups::Decision::Kind::Queued:
+      if (!co_await wait_for_grant(server.name, *waiter)) {
+        log_wait_failed("no connection of auth_user became free in time");
+        co_return std::nullopt;
+      }
+      {
+        std::lock_guard lock(mu_);
+        d.grant = std::move(waiter->grant);
+      }
+      break;
+    case AuthLookups::Decision::Kind::Granted:
+      break;
+  }
+  // libpq cannot log in with an md5 secret or a SCRAM verifier, only with a password.
+  const UserSecret* own = store.find(cfg.auth_user);
+  const AuthConnTarget target{
+      .server = &server,
+      .dbname = dbname,
+      .user = cfg.auth_user,
+      .password = own != nullptr && own->kind == UserSecret::Kind::Plain ? own->text : ""};
+  answer = co_await run_flight(q, settings, d.grant, target, cfg.auth_query, user);
+  if (answer) {
+    log::main().debug("auth_query_done server={} db={} user={} found={}", server.name, dbname,
+                      log::value(user), answer->has_value());
+  }
+  co_return answer ? std::move(*answer) : std::nullopt;
+}
+
+void AuthQuery::maintain(Clock::time_point now) {
+  std::vector<PgConn> closing;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& key : lookups_.reap(now)) {
+      if (auto node = idle_.extract(key)) closing.push_back(std::move(node.mapped()));
+    }
+  }
+}
+
+pools::LookupCounts AuthQuery::counts(const std::string& server) {
+  std::lock_guard lock(mu_);
+  return lookups_.counts(server);
 }
 
 void AuthQuery::clear() {
+  std::vector<PgConn> closing;
   std::lock_guard lock(mu_);
-  cache_.clear();
+  lookups_.clear_cache();
+  if (!flights_.empty()) return;
+  lookups_ = AuthLookups();
+  for (auto& [key, conn] : idle_) closing.push_back(std::move(conn));
+  idle_.clear();
 }
 
 AuthQuery& auth_query_service() {
@@ -351,18 +302,21 @@ AuthQuery& auth_query_service() {
   return service;
 }
 
-awaitable<std::shared_ptr<const UserSecret>> lookup_user_secret(const config::Config& cfg,
-                                                                const AuthStore& store,
-                                                                const std::string& database,
-                                                                const std::string& user) {
+awaitable<std::shared_ptr<const UserSecret>> lookup_user_secret(
+    const config::Config& cfg, const AuthStore& store, const std::string& database,
+    const std::string& user, const std::optional<asio::ip::address>& peer) {
   if (cfg.auth_user.empty()) co_return nullptr;
   const config::Database* db = cfg.find_database(database);
   if (db == nullptr) co_return nullptr;
   const auto server = cfg.servers.find(db->server);
   if (server == cfg.servers.end()) co_return nullptr;
   const std::string& dbname = cfg.auth_dbname.empty() ? db->dbname : cfg.auth_dbname;
-  FoundSecret secret =
-      co_await auth_query_service().lookup(cfg, server->second, dbname, user, store);
+  // The login's own budget; without one, the server's connect budget.
+  const std::chrono::milliseconds max_wait = cfg.client_login_timeout.count() > 0
+                                                 ? cfg.client_login_timeout
+                                                 : server->second.connect_timeout;
+  FoundSecret secret = co_await auth_query_service().lookup(cfg, server->second, dbname, user,
+                                                            store, peer, max_wait);
   if (!secret) co_return nullptr;
   auto parsed = make_user_secret(user, *secret, cfg.scram_iterations);
   if (!parsed) co_return nullptr;

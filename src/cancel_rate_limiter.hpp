@@ -2,10 +2,9 @@
 //
 // Every CancelRequest is answered the same way, by closing the connection, so a peer guessing
 // cancel keys pays one connection per guess; this bounds the guesses per peer with a token bucket
-// (pools::TokenBucket: kRate per second, bursts of up to kBurst). A peer is an IPv4 address, an
-// IPv6 /64 prefix (one host usually holds a whole /64, so per-address buckets would not bound
-// it) or, for every Unix-socket client together, "local". An IPv4-mapped IPv6 address counts as
-// its IPv4 address.
+// (pools::TokenBucket: kRate per second, bursts of up to kBurst). A peer is what peer_key() says
+// (src/peer_address.hpp): an IPv4 address, an IPv6 /64 prefix or, for every Unix-socket client
+// together, "local".
 //
 // Memory is bounded: at most `max_peers` buckets (about 80 bytes each). When the table is full,
 // buckets that have refilled completely (the same as no bucket) are dropped, at most once per
@@ -17,10 +16,10 @@
 // hash look-up and a few integer operations (and, when the table is full, one sweep per second).
 #pragma once
 
+#include "pools/peer_key.hpp"
 #include "pools/token_bucket.hpp"
 #include "src/asio_prelude.hpp"
 
-#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -51,18 +50,13 @@ class CancelRateLimiter {
   std::size_t peers();
 
  private:
-  using Key = std::array<unsigned char, 16>;
-  struct KeyHash {
-    std::size_t operator()(const Key& k) const;
-  };
-  static Key key_of(const std::optional<asio::ip::address>& peer);
   // Called with mu_ held when the table is full: drops the buckets that are full again.
   void sweep(TimePoint now);
 
   const pools::RateLimit rate_;
   const std::size_t max_peers_;
   std::mutex mu_;  // guards everything below
-  std::unordered_map<Key, pools::TokenBucket, KeyHash> buckets_;
+  std::unordered_map<pools::PeerKey, pools::TokenBucket, pools::PeerKeyHash> buckets_;
   pools::TokenBucket overflow_;
   std::optional<TimePoint> last_sweep_;
 };

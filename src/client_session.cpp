@@ -36,10 +36,12 @@ std::optional<asio::ip::address> peer_address(const Socket& s) {
 
 }  // namespace
 
-ClientSession::ClientSession(Runtime& rt, Socket socket, std::string peer)
+ClientSession::ClientSession(Runtime& rt, Socket socket, std::string peer,
+                             ConnectionGate::Ticket ticket)
     : rt_(rt),
       client_(std::move(socket)),
       peer_(std::move(peer)),
+      ticket_(std::move(ticket)),
       statements_(&statement_backend_name, &intern_statement_body),
       client_scanner_(pr::Direction::Frontend, 0, kInspectNothing),
       backend_scanner_(pr::Direction::Backend, 0, kInspectNothing) {}
@@ -47,8 +49,8 @@ ClientSession::ClientSession(Runtime& rt, Socket socket, std::string peer)
 ClientSession::~ClientSession() {
   unlist_idle();  // only when destroyed with its event loop, in the middle of a wait
   if (key_pid_ != 0) rt_.cancels().remove(key_pid_);
-  if (class_) rt_.pools().release_client(*class_);
-  if (counted_) rt_.clients.fetch_sub(1);
+  if (class_counted_) rt_.pools().release_client(*class_);
+  if (pool_ != nullptr) rt_.pools().leave_pool(*pool_);
 }
 
 std::optional<asio::ip::address> ClientSession::client_address() const {
@@ -148,45 +150,31 @@ awaitable<void> ClientSession::run() {
   auto ex = co_await asio::this_coro::executor;
   set_nodelay(client_);
   {
-    // Startup and authentication must finish within client_login_timeout.
-    Deadline login_deadline(ex, client_, cfg->client_login_timeout);
-    if (!co_await read_startup()) co_return;
+    // Startup and authentication must finish within client_login_timeout (never unbounded:
+    // login_time_limit()).
+    const std::chrono::milliseconds login_limit = login_time_limit(*cfg);
+    Deadline login_deadline(ex, client_, login_limit);
+    const bool over_limit = ticket_.verdict() == ConnectionGate::Verdict::OverLimit;
+    {
+      // Beyond max_client_conn a connection only has a moment to say what it wants.
+      Deadline startup_deadline(ex, client_,
+                                over_limit
+                                    ? std::min(login_limit, ConnectionGate::kOverLimitStartup)
+                                    : std::chrono::milliseconds(0));
+      if (!co_await read_startup()) co_return;
+    }
     if (rt_.draining()) {
       co_await send_fatal("57P03", "sluice: the pooler is shutting down");
       co_return;
     }
-    counted_ = true;
-    if (rt_.clients.fetch_add(1) + 1 > cfg->max_client_conn) {
+    // The allowance beyond max_client_conn lets an operator reach the admin console.
+    if (over_limit && database_ != kAdminDatabase) {
       log::session().info("client_refused reason=max_client_conn peer={}", peer_);
+      rt_.metrics().count_connection_refused(ConnectionLimit::MaxClientConn);
       co_await send_fatal("53300", "sluice: no more connections allowed (max_client_conn)");
       co_return;
     }
-    // Classified once, before authentication: a refusal costs no authentication work.
-    if (const config::Database* db = cfg->find_database(database_)) {
-      auto admitted = rt_.pools().admit_client(*cfg, *db,
-                                               ClientInfo{.user = user_,
-                                                          .database = database_,
-                                                          .application_name = app_name_,
-                                                          .address = client_address()});
-      if (auto* refusal = std::get_if<AdmissionRefusal>(&admitted)) {
-        log::session().info("client_refused reason={} peer={} db={} user={}",
-                            pools::to_string(refusal->reason), peer_, log::value(database_),
-                            log::value(user_));
-        co_await send_fatal(refusal->sqlstate, refusal->message, refusal->detail, refusal->hint);
-        co_return;
-      }
-      class_ = std::move(std::get<ClientClass>(admitted));
-      series_ = rt_.metrics().bulkhead_series(class_->server_name, class_->name);
-      if (class_->statement_timeout.count() > 0) {
-        statement_limit_ = class_->statement_timeout;
-        statement_grace_ = cfg->statement_timeout_grace;
-        // The database enforces the class's timeout unless the client asked for its own.
-        if (params_->find("statement_timeout") == nullptr) {
-          params_ = ParamSetTable::process().with(
-              params_, "statement_timeout", std::to_string(class_->statement_timeout.count()));
-        }
-      }
-    }
+    if (!co_await classify(*cfg)) co_return;
     // Registered after classification: what other threads read of this session (describe())
     // no longer changes from here on.
     auto [pid, secret] = rt_.cancels().add(weak_from_this());
@@ -194,6 +182,8 @@ awaitable<void> ClientSession::run() {
     cancel_slot_ = rt_.cancels().slot(pid);
     key_secret_ = secret;
     if (!co_await authenticate()) co_return;
+    ticket_.authenticated();  // no longer one of its peer's logins
+    if (!co_await charge_bulkhead()) co_return;
   }
   if (database_ == kAdminDatabase) {
     co_await run_admin();
@@ -212,6 +202,55 @@ awaitable<void> ClientSession::run() {
   // Until the session ends, or until it first parks (then a wait holds it, and this frame, the
   // login's, is freed).
   co_await relay(false, {});
+}
+
+// ---- 2. admission to a bulkhead --------------------------------------------------------------
+
+// Classified once, before authentication: a refusal costs no authentication work. Nothing of the
+// bulkhead's budget is spent until charge_bulkhead(), after authentication (issue 12, item 5).
+awaitable<bool> ClientSession::classify(const config::Config& cfg) {
+  const config::Database* db = cfg.find_database(database_);
+  if (db == nullptr) co_return true;  // unknown database: 3D000 after authentication
+  auto classified = rt_.pools().classify_client(cfg, *db,
+                                                ClientInfo{.user = user_,
+                                                           .database = database_,
+                                                           .application_name = app_name_,
+                                                           .address = client_address()});
+  if (auto* refusal = std::get_if<AdmissionRefusal>(&classified)) {
+    co_await refuse_client(*refusal);
+    co_return false;
+  }
+  class_ = std::move(std::get<ClientClass>(classified));
+  series_ = rt_.metrics().bulkhead_series(class_->server_name, class_->name);
+  if (class_->statement_timeout.count() > 0) {
+    statement_limit_ = class_->statement_timeout;
+    statement_grace_ = cfg.statement_timeout_grace;
+    // The database enforces the class's timeout unless the client asked for its own.
+    if (params_->find("statement_timeout") == nullptr) {
+      params_ = ParamSetTable::process().with(params_, "statement_timeout",
+                                              std::to_string(class_->statement_timeout.count()));
+    }
+  }
+  co_return true;
+}
+
+// The authenticated client is counted in its bulkhead's max_clients and takes a token of its
+// connection rate; refused (as before authentication) if the budget went meanwhile.
+awaitable<bool> ClientSession::charge_bulkhead() {
+  if (!class_) co_return true;
+  if (auto refusal = rt_.pools().admit_client(*class_)) {
+    co_await refuse_client(*refusal);
+    co_return false;
+  }
+  class_counted_ = true;
+  co_return true;
+}
+
+awaitable<void> ClientSession::refuse_client(const AdmissionRefusal& refusal) {
+  log::session().info("client_refused reason={} peer={} db={} user={}",
+                      pools::to_string(refusal.reason), peer_, log::value(database_),
+                      log::value(user_));
+  co_await send_fatal(refusal.sqlstate, refusal.message, refusal.detail, refusal.hint);
 }
 
 // ---- 1. startup ------------------------------------------------------------------------------
@@ -260,8 +299,13 @@ awaitable<bool> ClientSession::read_startup() {
           const char yes = 'S';
           co_await asio::async_write(client_, asio::buffer(&yes, 1), ec_token(ec));
           if (ec) co_return false;
+          // The handshake ends with the login's time, or an over-limit connection's moment.
+          auto handshake_limit = login_time_limit(*rt_.config());
+          if (ticket_.verdict() == ConnectionGate::Verdict::OverLimit) {
+            handshake_limit = std::min(handshake_limit, ConnectionGate::kOverLimitStartup);
+          }
           try {
-            TlsBridge::start(client_, std::move(tls), rt_.config()->client_login_timeout, peer_);
+            TlsBridge::start(client_, std::move(tls), handshake_limit, peer_);
           } catch (const std::exception& e) {
             log::session().warn("tls_start_failed peer={} error=\"{}\"", peer_,
                                 log::escaped(e.what()));
@@ -407,7 +451,7 @@ awaitable<bool> ClientSession::authenticate() {
   // auth_query (src/auth_query.hpp): a user missing from auth_file may be looked up on the
   // server; nothing found (or a failed lookup) leaves secret null, i.e. an unknown user (28P01).
   if (secret == nullptr && database_ != kAdminDatabase) {
-    queried_secret_ = co_await lookup_user_secret(*cfg, *store, database_, user_);
+    queried_secret_ = co_await lookup_user_secret(*cfg, *store, database_, user_, client_address());
     secret = queried_secret_.get();
   }
   bool ok = false;

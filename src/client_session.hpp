@@ -2,8 +2,10 @@
 //
 // run() reads like a numbered lifecycle (Odyssey's client routine):
 //   1. startup: SSLRequest/GSSENCRequest answered 'N', CancelRequest forwarded, StartupMessage read
-//   2. admission of the connection: max_client_conn, shutdown
-//   3. authentication (trust, md5, SCRAM-SHA-256) against the auth file
+//   2. admission of the connection: max_client_conn (counted since accept: ConnectionGate),
+//      shutdown, the bulkhead's early refusal (nothing charged yet)
+//   3. authentication (trust, md5, SCRAM-SHA-256) against the auth file; then the bulkhead's
+//      max_clients and connection rate are charged
 //   4. database lookup, pool, slot, backend; parameter sync; welcome (ParameterStatus,
 //      BackendKeyData issued by Sluice, ReadyForQuery)
 //   5. relay until the client leaves or the backend fails (session pooling)
@@ -21,6 +23,7 @@
 #include "src/asio_prelude.hpp"
 #include "src/backend.hpp"
 #include "src/cancel_registry.hpp"
+#include "src/connection_gate.hpp"
 #include "src/param_set.hpp"
 #include "src/pool_manager.hpp"
 #include "src/snapshot.hpp"
@@ -41,7 +44,8 @@ struct UserSecret;
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
-  ClientSession(Runtime& rt, Socket socket, std::string peer);
+  // `ticket` counts the connection (and its peer's login) from accept on (src/connection_gate.hpp).
+  ClientSession(Runtime& rt, Socket socket, std::string peer, ConnectionGate::Ticket ticket);
   ~ClientSession();
 
   awaitable<void> run();
@@ -58,6 +62,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
  private:
   struct LoginResult;
   awaitable<bool> read_startup();
+  awaitable<bool> classify(const config::Config& cfg);
+  awaitable<bool> charge_bulkhead();
+  awaitable<void> refuse_client(const AdmissionRefusal& refusal);
   awaitable<void> handle_cancel_request(protocol::ByteView msg);
   awaitable<bool> authenticate();
   awaitable<bool> auth_password(const UserSecret* secret);
@@ -162,9 +169,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::uint32_t key_pid_ = 0;
   std::uint32_t key_secret_ = 0;
   CancelRegistry::Slot* cancel_slot_ = nullptr;  // key_pid_'s, until ~ClientSession
-  bool counted_ = false;
-  bool tx_mode_ = false;  // transaction pooling for this client's database
-  bool pinned_ = false;   // uses session state: keeps its backend until it leaves
+  ConnectionGate::Ticket ticket_;  // this connection in max_client_conn and its peer's logins
+  bool class_counted_ = false;     // counted in its bulkhead's clients (after authentication)
+  bool tx_mode_ = false;           // transaction pooling for this client's database
+  bool pinned_ = false;            // uses session state: keeps its backend until it leaves
   // Transaction pooling: the transaction under way may have changed an unreported setting, to be
   // read back from the backend before it is handed back (hand_back()).
   bool settings_changed_ = false;

@@ -32,6 +32,18 @@ double breaker_value(pools::BreakerState s) {
 
 }  // namespace
 
+const char* to_string(ConnectionLimit l) {
+  switch (l) {
+    case ConnectionLimit::MaxClientConn:
+      return "max_client_conn";
+    case ConnectionLimit::MaxPeerLogins:
+      return "max_peer_logins";
+    case ConnectionLimit::LoginPeerRate:
+      return "login_peer_rate";
+  }
+  return "?";
+}
+
 const char* to_string(CancelOutcome o) {
   switch (o) {
     case CancelOutcome::Forwarded:
@@ -145,6 +157,10 @@ Metrics::Metrics(const config::Config& cfg) : registry_(std::make_shared<prometh
     cancel_requests_[i] =
         &add_counter(MetricId::CancelRequests, {to_string(static_cast<CancelOutcome>(i))});
   }
+  for (std::size_t i = 0; i < kConnectionLimitCount; ++i) {
+    connections_refused_[i] = &add_counter(MetricId::ClientConnectionsRefused,
+                                           {to_string(static_cast<ConnectionLimit>(i))});
+  }
   add_gauge(MetricId::BuildInfo, {SLUICE_VERSION}).Set(1);
 
   std::lock_guard lock(mutex_);
@@ -254,6 +270,10 @@ void Metrics::count_escaped_exception() { escaped_exceptions_->Increment(); }
 
 void Metrics::count_cancel_request(CancelOutcome outcome) {
   cancel_requests_[static_cast<std::size_t>(outcome)]->Increment();
+}
+
+void Metrics::count_connection_refused(ConnectionLimit limit) {
+  connections_refused_[static_cast<std::size_t>(limit)]->Increment();
 }
 
 void Metrics::update(const Snapshot& snapshot) {

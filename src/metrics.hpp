@@ -80,8 +80,9 @@ enum class MetricId : std::size_t {
   ClientBytesSent,
   ProtocolErrors,
   EscapedExceptions,
-  CancelRequests,  // {outcome}
-  BuildInfo,       // {version}
+  CancelRequests,            // {outcome}
+  ClientConnectionsRefused,  // {limit}
+  BuildInfo,                 // {version}
 };
 inline constexpr std::size_t kMetricCount = static_cast<std::size_t>(MetricId::BuildInfo) + 1;
 
@@ -254,6 +255,11 @@ inline constexpr std::array<MetricSpec, kMetricCount> kMetrics{{
      MetricKind::Counter,
      {"outcome"},
      "CancelRequests received from clients, by what became of them."},
+    {MetricId::ClientConnectionsRefused,
+     "sluice_client_connections_refused_total",
+     MetricKind::Counter,
+     {"limit"},
+     "Client connections refused before authentication (53300), by the limit they met."},
     {MetricId::BuildInfo,
      "sluice_build_info",
      MetricKind::Gauge,
@@ -276,6 +282,17 @@ enum class CancelOutcome {
 inline constexpr std::size_t kCancelOutcomeCount = 5;
 // Exactly: forwarded, dequeued, nothing_running, unknown_key, rate_limited.
 const char* to_string(CancelOutcome o);
+
+// The limit a client connection met before authentication (label `limit` of
+// sluice_client_connections_refused_total; issue 12, item 5).
+enum class ConnectionLimit {
+  MaxClientConn,  // max_client_conn (an over-limit connection that was not the admin console)
+  MaxPeerLogins,  // max_peer_logins
+  LoginPeerRate,  // login_peer_rate
+};
+inline constexpr std::size_t kConnectionLimitCount = 3;
+// Exactly: max_client_conn, max_peer_logins, login_peer_rate.
+const char* to_string(ConnectionLimit l);
 
 // Bucket boundaries of every duration histogram, in seconds.
 const std::vector<double>& duration_buckets();
@@ -327,6 +344,8 @@ class Metrics {
   void count_escaped_exception();
   // One CancelRequest and what became of it. Lock-free; any thread.
   void count_cancel_request(CancelOutcome outcome);
+  // One client connection refused before authentication. Lock-free; any thread.
+  void count_connection_refused(ConnectionLimit limit);
 
   // Sets gauges and advances counters from `snapshot` (see the file comment).
   void update(const Snapshot& snapshot);
@@ -370,6 +389,7 @@ class Metrics {
   std::uint64_t generation_ = 0;  // update() calls so far
   prometheus::Counter* escaped_exceptions_ = nullptr;
   std::array<prometheus::Counter*, kCancelOutcomeCount> cancel_requests_{};  // by CancelOutcome
+  std::array<prometheus::Counter*, kConnectionLimitCount> connections_refused_{};  // by limit
 };
 
 }  // namespace sluice

@@ -1,8 +1,8 @@
 #include "src/pool_manager.hpp"
 
-#include "config/cidr.hpp"
-#include "config/name_pattern.hpp"
+#include "src/bulkhead_classifier.hpp"
 #include "src/log.hpp"
+#include "src/server_state.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -36,7 +36,7 @@ config::Bulkhead implicit_default_bulkhead(const config::Config& cfg,
   for (const config::Bulkhead& b : cfg.bulkheads) {
     if (b.server == server.name) d.priority = std::max(d.priority, b.priority + 1);
   }
-  d.max = server.max_connections;
+  d.max = cfg.backend_capacity(server);
   d.queue_depth = cfg.max_client_conn;
   d.max_wait = cfg.query_wait_timeout.count() > 0 ? cfg.query_wait_timeout : config::kMaxDuration;
   return d;
@@ -47,12 +47,12 @@ namespace {
 // The admission policy of one server from the config: its [[bulkheads]], and a `default`
 // bulkhead that keeps PgBouncer's behaviour (a queue as deep as max_client_conn, waits of up to
 // query_wait_timeout) unless the config defines `default` itself.
-pools::BulkheadPolicy bulkhead_policy_of(const config::Bulkhead& b, const config::Server& server) {
+pools::BulkheadPolicy bulkhead_policy_of(const config::Bulkhead& b, std::uint32_t capacity) {
   pools::BulkheadPolicy bp;
   bp.name = b.name;
   bp.priority = b.priority;
   bp.reserved = b.reserved;
-  bp.max = std::min(b.max.value_or(server.max_connections), server.max_connections);
+  bp.max = std::min(b.max.value_or(capacity), capacity);
   bp.queue_depth = b.queue_depth;
   bp.max_wait = b.max_wait;
   bp.statement_timeout = b.statement_timeout;
@@ -75,7 +75,7 @@ pools::BulkheadPolicy bulkhead_policy_of(const config::Bulkhead& b, const config
 
 pools::Policy policy_for(const config::Config& cfg, const config::Server& server) {
   pools::Policy p;
-  p.capacity = server.max_connections;
+  p.capacity = cfg.backend_capacity(server);
   p.breaker.failure_threshold = 3;
   p.breaker.open_delay = std::max(server.connect_retry_delay, std::chrono::milliseconds(10));
   p.breaker.max_open_delay = std::max(p.breaker.open_delay, std::chrono::milliseconds(30000));
@@ -83,50 +83,12 @@ pools::Policy policy_for(const config::Config& cfg, const config::Server& server
   for (const config::Bulkhead& b : cfg.bulkheads) {
     if (b.server != server.name) continue;
     has_default = has_default || b.name == pools::kDefaultBulkhead;
-    p.bulkheads.push_back(bulkhead_policy_of(b, server));
+    p.bulkheads.push_back(bulkhead_policy_of(b, p.capacity));
   }
   if (!has_default) {
-    p.bulkheads.push_back(bulkhead_policy_of(implicit_default_bulkhead(cfg, server), server));
+    p.bulkheads.push_back(bulkhead_policy_of(implicit_default_bulkhead(cfg, server), p.capacity));
   }
   return p;
-}
-
-bool any_name(const std::vector<std::string>& patterns, std::string_view value) {
-  if (patterns.empty()) return true;
-  return std::any_of(patterns.begin(), patterns.end(), [value](const std::string& p) {
-    return config::matches_name_pattern(p, value);
-  });
-}
-
-bool any_cidr(const std::vector<std::string>& cidrs, const std::optional<asio::ip::address>& a) {
-  if (cidrs.empty()) return true;
-  if (!a) return false;  // a Unix-socket client has no address to match
-  std::array<std::uint8_t, 16> bytes{};
-  if (a->is_v4()) {
-    const auto v4 = a->to_v4().to_bytes();
-    std::copy(v4.begin(), v4.end(), bytes.begin());
-  } else {
-    const auto v6 = a->to_v6().to_bytes();
-    std::copy(v6.begin(), v6.end(), bytes.begin());
-  }
-  return std::any_of(cidrs.begin(), cidrs.end(), [&](const std::string& text) {
-    const auto cidr = config::parse_cidr(text);  // validated by the config parser
-    return cidr && config::matches(*cidr, bytes, a->is_v4());
-  });
-}
-
-// The first [[bulkheads]] entry of `server` (file order) whose match holds; nullptr: default.
-const config::Bulkhead* classify(const config::Config& cfg, const std::string& server,
-                                 const ClientInfo& who) {
-  for (const config::Bulkhead& b : cfg.bulkheads) {
-    if (b.server != server || b.match.empty()) continue;
-    if (any_name(b.match.application_name, who.application_name) &&
-        any_name(b.match.user, who.user) && any_name(b.match.database, who.database) &&
-        any_cidr(b.match.client_cidr, who.address)) {
-      return &b;
-    }
-  }
-  return nullptr;
 }
 
 std::string ms_text(std::chrono::nanoseconds d) {
@@ -186,36 +148,6 @@ bool checked_in_this_turn(const Backend& b) {
 
 }  // namespace
 
-struct ServerState {
-  ServerState(const config::Server& c, pools::BulkheadAdmission a)
-      : cfg(c), admission(std::move(a)), book(c.max_connections) {
-    book.set_max_connecting(c.max_connect_attempts);
-  }
-  // Removes and returns the idle backend `id` (null if it is not there).
-  std::shared_ptr<Backend> take_idle(pools::BackendId id) {
-    for (auto it = idle.end(); it != idle.begin();) {  // the most recently used is last
-      --it;
-      if ((*it)->id == id) {
-        std::shared_ptr<Backend> b = std::move(*it);
-        idle.erase(it);
-        return b;
-      }
-    }
-    return nullptr;
-  }
-
-  config::Server cfg;
-  pools::BulkheadAdmission admission;
-  pools::BackendBook book;
-  // Idle backends in check-in order; a vector, so that a check-in allocates nothing (C7).
-  std::vector<std::shared_ptr<Backend>> idle;
-  std::unordered_map<pools::TicketId, std::shared_ptr<PoolManager::Waiter>> waiters;
-  std::string down_reason;  // the last connect failure, for server_down refusals
-  std::uint64_t connect_attempts = 0;
-  std::uint64_t connect_failures = 0;
-  ServerSeries* series = nullptr;  // metrics (connect durations)
-};
-
 // The ErrorResponse fields for a refusal (docs/ADMISSION.md, "Refusal is an API").
 AdmissionRefusal describe_refusal(const ServerState& s, const pools::Refused& r) {
   AdmissionRefusal out;
@@ -260,7 +192,8 @@ PoolManager::PoolManager(const config::Config& cfg) {
       for (const auto& e : admission.error()) why += (why.empty() ? "" : "; ") + e;
       throw std::invalid_argument("server \"" + name + "\": " + why);
     }
-    servers_.emplace(name, std::make_unique<ServerState>(server, std::move(*admission)));
+    servers_.emplace(name, std::make_unique<ServerState>(server, cfg.backend_capacity(server),
+                                                         std::move(*admission)));
   }
 }
 
@@ -275,10 +208,16 @@ Pool& PoolManager::pool_for(const config::Database& db, const std::string& user)
   std::lock_guard lock(mu_);
   std::string key = db.name + '\0' + user;
   auto it = pools_.find(key);
-  if (it != pools_.end()) return *it->second;
+  if (it != pools_.end()) {
+    ++it->second->holders;
+    return *it->second;
+  }
   auto pool = std::make_unique<Pool>();
+  pool->holders = 1;
+  pool->last_used = Clock::now();
   pool->database = db.name;
   pool->user = user;
+  pool->creds.user = user;  // until a login teaches it a secret (trust: maybe never)
   pool->db = db;
   pool->server = servers_.at(db.server).get();
   pool->book_id =
@@ -307,18 +246,16 @@ BackendCredentials PoolManager::credentials(const Pool& pool) {
   return pool.creds;
 }
 
-std::variant<ClientClass, AdmissionRefusal> PoolManager::admit_client(const config::Config& cfg,
-                                                                      const config::Database& db,
-                                                                      const ClientInfo& who) {
+std::variant<ClientClass, AdmissionRefusal> PoolManager::classify_client(const config::Config& cfg,
+                                                                         const config::Database& db,
+                                                                         const ClientInfo& who) {
   std::lock_guard lock(mu_);
   ServerState& s = *servers_.at(db.server);
-  const config::Bulkhead* b = classify(cfg, db.server, who);
+  const config::Bulkhead* b = match_bulkhead(cfg, db.server, who);
   pools::BulkheadId id = s.admission.default_bulkhead();
   if (b != nullptr) id = s.admission.find_bulkhead(b->name).value_or(id);
-  auto admitted = s.admission.acquire_client(id, Clock::now());
-  if (auto* refused = std::get_if<pools::Refused>(&admitted)) {
-    return describe_refusal(s, *refused);
-  }
+  auto checked = s.admission.check_client(id, Clock::now());
+  if (auto* refused = std::get_if<pools::Refused>(&checked)) return describe_refusal(s, *refused);
   const pools::BulkheadPolicy& p = s.admission.bulkhead_policy(id);
   return ClientClass{.server = &s,
                      .bulkhead = id,
@@ -326,6 +263,15 @@ std::variant<ClientClass, AdmissionRefusal> PoolManager::admit_client(const conf
                      .name = p.name,
                      .statement_timeout = p.statement_timeout,
                      .idle_transaction_timeout = p.idle_transaction_timeout};
+}
+
+std::optional<AdmissionRefusal> PoolManager::admit_client(const ClientClass& cls) {
+  std::lock_guard lock(mu_);
+  auto admitted = cls.server->admission.acquire_client(cls.bulkhead, Clock::now());
+  if (auto* refused = std::get_if<pools::Refused>(&admitted)) {
+    return describe_refusal(*cls.server, *refused);
+  }
+  return std::nullopt;
 }
 
 void PoolManager::release_client(const ClientClass& cls) {
@@ -766,6 +712,7 @@ void PoolManager::close_all() {
 void PoolManager::fill_snapshot(Snapshot& snap) {
   std::lock_guard lock(mu_);
   const auto now = Clock::now();
+  snap.process.traffic = reaped_traffic_;  // the caller adds the live pools' traffic
   for (auto& [name, s] : servers_) {
     ServerSnapshot out{.name = name,
                        .host = s->cfg.host,
@@ -829,7 +776,7 @@ std::vector<std::string> PoolManager::apply_config(const config::Config& cfg) {
     s->cfg.connect_retry_delay = it->second.connect_retry_delay;
     s->book.set_max_connecting(it->second.max_connect_attempts);
     s->cfg.max_connections = it->second.max_connections;
-    s->book.set_max_connections(it->second.max_connections);
+    s->book.set_max_connections(cfg.backend_capacity(it->second));
     auto applied = s->admission.set_policy(policy_for(cfg, it->second), now);
     if (!applied) {
       for (const auto& e : applied.error()) errors.push_back("server \"" + name + "\": " + e);

@@ -38,12 +38,15 @@ class PoolManager;
 struct ServerState;
 
 // The `default` bulkhead a server has when the config does not define one: PgBouncer's single
-// queue (reserved 0, max = max_connections, queue_depth = max_client_conn, max_wait =
+// queue (reserved 0, max = backend slots, queue_depth = max_client_conn, max_wait =
 // query_wait_timeout, served after every configured bulkhead).
 config::Bulkhead implicit_default_bulkhead(const config::Config& cfg, const config::Server& server);
 
-// One pool: the backends of one (database, user) pair. Created on first use, never destroyed
-// while the process runs (their number is bounded by configured databases x known users).
+// One pool: the backends of one (database, user) pair. Created on first use by pool_for(), which
+// the client session holds until it calls leave_pool(); removed by reap_idle_pools() once nobody
+// has held it for pool_idle_timeout and it has no backend (pools/pool_reaper.hpp), so that the
+// user names clients claim (auth_type = "trust") do not accumulate. A reference is valid while
+// held, or while one of its backends is connecting.
 struct Pool {
   std::string database;  // client-facing name
   std::string user;      // client user
@@ -51,8 +54,10 @@ struct Pool {
   ServerState* server = nullptr;
   pools::PoolId book_id = 0;
   pools::GroupId group = 0;
-  BackendCredentials creds;  // guarded by PoolManager::mu_
-  bool paused = false;       // guarded by PoolManager::mu_
+  BackendCredentials creds;      // guarded by PoolManager::mu_
+  bool paused = false;           // guarded by PoolManager::mu_
+  std::uint32_t holders = 0;     // sessions holding it; guarded by PoolManager::mu_
+  pools::TimePoint last_used{};  // when the last holder left; guarded by PoolManager::mu_
   // The ParameterStatus values a fresh backend of this pool reported (guarded by mu_): with them
   // a transaction-pooling client logs in without taking a backend.
   std::optional<std::map<std::string, std::string>> server_defaults;
@@ -118,19 +123,29 @@ class PoolManager {
   // Backend connect durations go to `metrics` (call once, before any connect).
   void set_metrics(Metrics& metrics);
 
-  // The pool for (db, user), created on first use.
+  // The pool for (db, user), created on first use. The caller holds it (it is not reaped) until
+  // it calls leave_pool() once.
   Pool& pool_for(const config::Database& db, const std::string& user);
+  void leave_pool(Pool& pool);
+  // Removes the pools reap_pool_now() picks with `idle_timeout` (pool_idle_timeout), their
+  // traffic added to the totals snapshots report (src/pool_reaper.cpp). Returns how many.
+  std::size_t reap_idle_pools(pools::Duration idle_timeout);
   // Records credentials learned from a client's login (SCRAM keys); they let later connections,
   // warm-ups included, log in to the backend.
   void learn_credentials(Pool& pool, const BackendCredentials& creds);
   BackendCredentials credentials(const Pool& pool);
   std::optional<std::map<std::string, std::string>> server_defaults(const Pool& pool);
 
-  // Classifies a client into a bulkhead of `db`'s server and counts it against the bulkhead's
-  // max_clients and new-connection rate. The caller calls release_client() when it leaves.
-  std::variant<ClientClass, AdmissionRefusal> admit_client(const config::Config& cfg,
-                                                           const config::Database& db,
-                                                           const ClientInfo& who);
+  // Classifies a client into a bulkhead of `db`'s server, before authentication: refused early
+  // when the bulkhead is at max_clients or out of new-connection tokens, but nothing is counted
+  // or taken (a client that merely claims to belong there spends nothing of it).
+  std::variant<ClientClass, AdmissionRefusal> classify_client(const config::Config& cfg,
+                                                              const config::Database& db,
+                                                              const ClientInfo& who);
+  // Once the client has authenticated: counts it against the bulkhead's max_clients and takes a
+  // new-connection token (a refusal when the budget went meanwhile). If admitted, the caller
+  // calls release_client() when it leaves.
+  std::optional<AdmissionRefusal> admit_client(const ClientClass& cls);
   void release_client(const ClientClass& cls);
 
   struct Waiter;  // a session waiting for a slot (defined in the .cpp)
@@ -212,6 +227,7 @@ class PoolManager {
   std::mutex mu_;  // guards everything below and the mutable parts of Pool and ServerState
   std::unordered_map<std::string, std::unique_ptr<ServerState>> servers_;
   std::unordered_map<std::string, std::unique_ptr<Pool>> pools_;  // key: database + '\0' + user
+  TrafficCounters reaped_traffic_;  // of the pools reap_idle_pools() removed
   bool closed_ = false;
   bool all_paused_ = false;
   std::set<std::string> paused_;  // databases (each Pool's `paused` follows it)

@@ -1,5 +1,6 @@
 #include "src/runtime.hpp"
 
+#include "src/auth_query.hpp"
 #include "src/client_session.hpp"
 #include "src/http/routes.hpp"
 #include "src/log.hpp"
@@ -77,6 +78,7 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::shared_ptr<cons
   for (std::size_t i = 0; i < threads; ++i) {
     contexts_.push_back(std::make_unique<asio::io_context>(1));
   }
+  gate_ = std::make_unique<ConnectionGate>(contexts_[0]->get_executor(), *metrics_);
 }
 
 Runtime::~Runtime() = default;
@@ -91,7 +93,7 @@ int Runtime::run() {
     http_ = std::make_unique<http::HttpServer>(
         main_ctx, *config_->metrics_listen, [this](const http::HttpRequest& request) {
           return http::route_request(
-              request, [this] { return snapshot(false); }, *metrics_);
+              request, [this] { return snapshot(false); }, *metrics_, *config());
         });
     http_->start();
     log::main().info("metrics_listening address={}", config_->metrics_listen->to_string());
@@ -104,6 +106,7 @@ int Runtime::run() {
   signals_ = std::make_unique<asio::signal_set>(main_ctx, SIGINT, SIGTERM, SIGHUP);
   wait_for_signal();
 
+  check_descriptor_limit(*config_);
   log::main().info("sluice_started version={} threads={} servers={} databases={}", SLUICE_VERSION,
                    contexts_.size(), config_->servers.size(), config_->databases.size());
   std::vector<std::thread> threads;
@@ -123,8 +126,12 @@ int Runtime::run() {
   return 0;
 }
 
+// Every accepted connection is counted by the ConnectionGate from here on; at max_client_conn
+// (plus the allowance for refusals and the admin console) the loop stops accepting until one
+// closes, and a peer over its login limits is refused without a session.
 awaitable<void> Runtime::accept_loop(std::shared_ptr<Acceptor> acceptor) {
   for (;;) {
+    co_await gate_->wait_for_room(*config());
     asio::io_context& target = *contexts_[next_context_++ % contexts_.size()];
     error_code ec;
     Socket socket = co_await acceptor->async_accept(target, ec_token(ec));
@@ -137,8 +144,17 @@ awaitable<void> Runtime::accept_loop(std::shared_ptr<Acceptor> acceptor) {
       continue;
     }
     clients_accepted.fetch_add(1, std::memory_order_relaxed);
+    std::optional<asio::ip::address> address;
+    if (auto tcp = tcp_peer(socket)) address = tcp->address();
+    ConnectionGate::Ticket ticket =
+        gate_->admit(address, *config(), std::chrono::steady_clock::now());
     std::string peer = describe_peer(socket);
-    auto session = std::make_shared<ClientSession>(*this, std::move(socket), std::move(peer));
+    if (ticket.refused()) {
+      gate_->refuse(std::move(socket), ticket.verdict(), std::move(peer));
+      continue;  // the ticket goes: a refused connection counts no more
+    }
+    auto session = std::make_shared<ClientSession>(*this, std::move(socket), std::move(peer),
+                                                   std::move(ticket));
     // The completion handler holds the session while run() runs (no wrapping coroutine frame).
     asio::co_spawn(
         target, session->run(),
@@ -153,7 +169,10 @@ awaitable<void> Runtime::maintenance_loop() {
     timer.expires_after(std::chrono::seconds(1));
     error_code ec;
     co_await timer.async_wait(ec_token(ec));
-    pools_->maintain(ex, config()->max_message_size);
+    const auto cfg = config();
+    pools_->maintain(ex, cfg->max_message_size);
+    pools_->reap_idle_pools(cfg->pool_idle_timeout);
+    auth_query_service().maintain(std::chrono::steady_clock::now());  // idle auth_user conns
   }
 }
 
@@ -189,11 +208,10 @@ void Runtime::begin_drain(bool wait_for_clients) {
   auto timeout = config()->shutdown_timeout;
   if (wait_for_clients) {
     // SHUTDOWN WAIT_FOR_CLIENTS: no deadline; exit when the last client has left.
-    log::main().info("shutdown mode=wait_for_clients clients={}", clients.load());
+    log::main().info("shutdown mode=wait_for_clients clients={}", clients());
     drain_deadline_ = std::chrono::steady_clock::time_point::max();
   } else {
-    log::main().info("shutdown mode=drain clients={} timeout_ms={}", clients.load(),
-                     timeout.count());
+    log::main().info("shutdown mode=drain clients={} timeout_ms={}", clients(), timeout.count());
     drain_deadline_ = std::chrono::steady_clock::now() + timeout;
   }
   drain_timer_ = std::make_unique<asio::steady_timer>(*contexts_[0]);

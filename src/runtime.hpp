@@ -11,6 +11,7 @@
 #include "src/asio_prelude.hpp"
 #include "src/auth_store.hpp"
 #include "src/cancel_registry.hpp"
+#include "src/connection_gate.hpp"
 #include "src/http/server.hpp"
 #include "src/metrics.hpp"
 #include "src/pool_manager.hpp"
@@ -72,8 +73,9 @@ class Runtime : public AdminActions {
   CancelRegistry& cancels() { return cancels_; }
   bool draining() const { return draining_.load(); }
 
-  // Client connections currently open (all phases); used for max_client_conn.
-  std::atomic<std::uint32_t> clients{0};
+  // Client connections currently open, in every phase from accept on (max_client_conn).
+  std::uint32_t clients() const { return gate_->open(); }
+  ConnectionGate& gate() { return *gate_; }
   std::atomic<std::uint64_t> clients_accepted{0};
   std::atomic<std::uint64_t> protocol_errors{0};
 
@@ -112,6 +114,7 @@ class Runtime : public AdminActions {
   std::shared_ptr<const AuthStore> auth_;
   std::shared_ptr<asio::ssl::context> client_tls_;
   std::vector<std::unique_ptr<asio::io_context>> contexts_;
+  std::unique_ptr<ConnectionGate> gate_;  // on contexts_[0], where the listeners run
   std::vector<std::shared_ptr<Acceptor>> acceptors_;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<PoolManager> pools_;

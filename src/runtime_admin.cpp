@@ -92,7 +92,7 @@ Snapshot Runtime::snapshot(bool with_clients) {
   const auto registered = static_cast<std::uint32_t>(
       snap.process.clients_by_state[0] + snap.process.clients_by_state[1] +
       snap.process.clients_by_state[2] + snap.process.clients_by_state[3]);
-  const std::uint32_t open = clients.load();
+  const std::uint32_t open = clients();
   if (open > registered) snap.process.clients_by_state[0] += open - registered;
   std::sort(snap.clients.begin(), snap.clients.end(),
             [](const auto& a, const auto& b) { return a.id < b.id; });

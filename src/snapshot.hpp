@@ -92,7 +92,7 @@ struct ProcessSnapshot {
   std::array<std::uint32_t, kClientStateCount> clients_by_state{};  // by ClientState
   std::uint64_t clients_accepted = 0;
   std::uint64_t protocol_errors = 0;
-  TrafficCounters traffic;  // summed over pools
+  TrafficCounters traffic;  // summed over pools, those reaped since start included
 };
 
 struct Snapshot {

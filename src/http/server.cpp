@@ -74,8 +74,9 @@ int parse_request_line(std::string_view line, RequestLine& out) {
   return 0;
 }
 
-// 0 when `line` is a valid header field line; sets `is_host` when it is a Host field.
-int parse_field_line(std::string_view line, bool& is_host) {
+// 0 when `line` is a valid header field line; then `name` and `value` (without the blanks
+// around it) are set.
+int parse_field_line(std::string_view line, std::string_view& name, std::string_view& value) {
   if (line.empty() || line.front() == ' ' || line.front() == '\t') return 400;  // obs-fold
   std::size_t colon = line.find(':');
   if (colon == std::string_view::npos || !is_token(line.substr(0, colon))) return 400;
@@ -83,7 +84,11 @@ int parse_field_line(std::string_view line, bool& is_host) {
     auto u = static_cast<unsigned char>(c);
     if ((u < 0x20 && c != '\t') || u == 0x7f) return 400;
   }
-  is_host = protocol::iequals(line.substr(0, colon), "host");
+  name = line.substr(0, colon);
+  value = line.substr(colon + 1);
+  const std::size_t first = value.find_first_not_of(" \t");
+  value = first == value.npos ? std::string_view() : value.substr(first);
+  value = value.substr(0, value.find_last_not_of(" \t") + 1);
   return 0;
 }
 
@@ -93,6 +98,8 @@ const char* reason_phrase(int status) {
       return "OK";
     case 400:
       return "Bad Request";
+    case 401:
+      return "Unauthorized";
     case 404:
       return "Not Found";
     case 405:
@@ -150,16 +157,22 @@ ParsedHead parse_request_head(std::string_view head) {
   out.status = parse_request_line(strip_cr(head.substr(0, eol)), rl);
   if (out.status != 0) return out;
   int hosts = 0;
+  int authorizations = 0;
   while (eol != head.npos) {
     std::size_t start = eol + 1;
     eol = head.find('\n', start);
-    bool is_host = false;
-    out.status = parse_field_line(strip_cr(head.substr(start, eol - start)), is_host);
+    std::string_view name, value;
+    out.status = parse_field_line(strip_cr(head.substr(start, eol - start)), name, value);
     if (out.status != 0) return out;
-    hosts += is_host ? 1 : 0;
+    hosts += protocol::iequals(name, "host") ? 1 : 0;
+    if (protocol::iequals(name, "authorization")) {
+      ++authorizations;
+      out.request.authorization = std::string(value);
+    }
   }
   // RFC 9112 §3.2: an HTTP/1.1 request without Host, or any request with several, is a 400.
-  if (hosts > 1 || (rl.http11 && hosts == 0)) {
+  // Authorization is a singleton too: two could mean two different credentials.
+  if (hosts > 1 || (rl.http11 && hosts == 0) || authorizations > 1) {
     out.status = 400;
     return out;
   }

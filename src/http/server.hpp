@@ -32,6 +32,9 @@ struct HttpRequest {
   std::string method;  // "GET" or "HEAD" (the server answers anything else itself)
   std::string path;    // the request target up to '?', not percent-decoded ("/metrics")
   std::string query;   // after '?', without it ("" when none)
+  // The Authorization field's value, blanks around it removed ("" when absent; a request with
+  // two is a 400).
+  std::string authorization;
 };
 
 struct HttpResponse {

@@ -1,10 +1,14 @@
 #include "src/http/status_json.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace sluice::http {
@@ -164,12 +168,17 @@ void write_backends(JsonWriter& w, const pools::PoolCounts& b) {
   w.close_object();
 }
 
-void write_server(JsonWriter& w, const ServerSnapshot& s) {
+void write_server(JsonWriter& w, const ServerSnapshot& s, bool redacted) {
   const pools::ServerStats& a = s.admission;
   w.open_object();
   w.member("name", s.name);
-  w.member("host", s.host);
-  w.member("port", std::uint64_t{s.port});
+  if (redacted) {
+    w.key("host").null();
+    w.key("port").null();
+  } else {
+    w.member("host", s.host);
+    w.member("port", std::uint64_t{s.port});
+  }
   w.member("capacity", std::uint64_t{a.capacity});
   w.member("in_use", std::uint64_t{a.in_use});
   w.member("shared", std::uint64_t{a.shared});
@@ -226,10 +235,17 @@ void write_bulkhead(JsonWriter& w, const BulkheadSnapshot& b) {
   w.close_object();
 }
 
-void write_pool(JsonWriter& w, const PoolSnapshot& p) {
+// One row of "pools": a (database, user) pool, or with `user` empty and `users` > 1 possible, the
+// sum of a database's pools (redacted).
+void write_pool(JsonWriter& w, const PoolSnapshot& p, std::uint64_t users, bool redacted) {
   w.open_object();
   w.member("database", p.database);
-  w.member("user", p.user);
+  if (redacted) {
+    w.key("user").null();
+  } else {
+    w.member("user", p.user);
+  }
+  w.member("users", users);
   w.member("server", p.server);
   w.member("pool_mode", p.pool_mode);
   w.member("pool_size", std::uint64_t{p.pool_size});
@@ -241,6 +257,33 @@ void write_pool(JsonWriter& w, const PoolSnapshot& p) {
   w.member("bytes_in", p.traffic.bytes_in);
   w.member("bytes_out", p.traffic.bytes_out);
   w.close_object();
+}
+
+// The pools of each (database, server) summed into one row, in the snapshot's order.
+std::vector<std::pair<PoolSnapshot, std::uint64_t>> pools_by_database(const Snapshot& snapshot) {
+  std::vector<std::pair<PoolSnapshot, std::uint64_t>> rows;
+  std::map<std::pair<std::string, std::string>, std::size_t> index;
+  for (const PoolSnapshot& p : snapshot.pools) {
+    auto [it, added] = index.try_emplace({p.database, p.server}, rows.size());
+    if (added) {
+      rows.emplace_back(p, 1);
+      rows.back().first.user.clear();
+      continue;
+    }
+    auto& [sum, users] = rows[it->second];
+    ++users;
+    sum.pool_size = std::max(sum.pool_size, p.pool_size);
+    sum.backends.connecting += p.backends.connecting;
+    sum.backends.idle += p.backends.idle;
+    sum.backends.active += p.backends.active;
+    sum.slots_in_use += p.slots_in_use;
+    sum.paused = sum.paused || p.paused;
+    sum.traffic.transactions += p.traffic.transactions;
+    sum.traffic.queries += p.traffic.queries;
+    sum.traffic.bytes_in += p.traffic.bytes_in;
+    sum.traffic.bytes_out += p.traffic.bytes_out;
+  }
+  return rows;
 }
 
 }  // namespace
@@ -257,19 +300,24 @@ std::string json_number(double value) {
   return out;
 }
 
-std::string status_json(const Snapshot& snapshot) {
+std::string status_json(const Snapshot& snapshot, config::StatusDetail detail) {
+  const bool redacted = detail != config::StatusDetail::Full;
   JsonWriter w;
   w.open_object();
   w.member("version", SLUICE_VERSION);
   w.key("time").number(std::chrono::duration<double>(snapshot.taken.time_since_epoch()).count());
   w.key("servers").open_array();
-  for (const ServerSnapshot& s : snapshot.servers) write_server(w, s);
+  for (const ServerSnapshot& s : snapshot.servers) write_server(w, s, redacted);
   w.close_array();
   w.key("bulkheads").open_array();
   for (const BulkheadSnapshot& b : snapshot.bulkheads) write_bulkhead(w, b);
   w.close_array();
   w.key("pools").open_array();
-  for (const PoolSnapshot& p : snapshot.pools) write_pool(w, p);
+  if (redacted) {
+    for (const auto& [p, users] : pools_by_database(snapshot)) write_pool(w, p, users, true);
+  } else {
+    for (const PoolSnapshot& p : snapshot.pools) write_pool(w, p, 1, false);
+  }
   w.close_array();
   const ProcessSnapshot& proc = snapshot.process;
   w.key("clients").open_object();
@@ -279,6 +327,7 @@ std::string status_json(const Snapshot& snapshot) {
   w.member("accepted_total", proc.clients_accepted);
   w.close_object();
   w.member("protocol_errors", proc.protocol_errors);
+  w.member("detail", redacted ? "redacted" : "full");
   w.close_object();
   return w.take();
 }

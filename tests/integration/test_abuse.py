@@ -6,7 +6,10 @@ Each test names the finding it guards. The process's resident memory is read fro
 abuse would cost if Sluice bounded nothing, so they fail on a leak, not on noise.
 """
 
+import os
+import socket
 import struct
+import time
 from pathlib import Path
 
 import psycopg
@@ -374,3 +377,296 @@ def test_a_servers_costly_scram_does_not_stall_other_clients(start_sluice):
         assert answered_first, "the other client waited for the server's PBKDF2"
     finally:
         server.close()
+
+
+# ---- item 5: work done before authentication --------------------------------------------------
+
+
+def fd_count(pooler) -> int:
+    return len(os.listdir(f"/proc/{pooler.proc.pid}/fd"))
+
+
+def client_from(source: str, target, timeout=10) -> pgwire.WireClient:
+    """A connection from `source` (any 127/8 address is this machine's loopback)."""
+    return pgwire.WireClient(target.host, target.port, timeout, source_address=(source, 0))
+
+
+def logs_in_from(source: str, target, **params) -> bool:
+    try:
+        with client_from(source, target) as c:
+            c.startup("alice", "app", "alice-secret", **params)
+            return c.query("SELECT 1") == [["1"]]
+    except (pgwire.ServerError, pgwire.ConnectionClosed, OSError):
+        return False
+
+
+def wait_until(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while not (ok := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return ok
+
+
+def refusal_from(source: str, target) -> dict[str, str]:
+    """The ErrorResponse fields a startup packet from `source` gets (AssertionError if none)."""
+    with client_from(source, target) as c:
+        c.send(pgwire.startup_packet("alice", "app"))
+        kind, body = c.read_message()
+        assert kind == b"E", (kind, body)
+        return pgwire.parse_error_fields(body)
+
+
+@pytest.mark.timeout(120)
+def test_silent_sockets_beyond_max_client_conn_hold_only_a_bounded_number_of_descriptors(
+        start_sluice):
+    """200 connections that never send a byte, with max_client_conn = 20: Sluice accepts at most
+    20 + 16 of them (the rest wait in the kernel's backlog) instead of a descriptor each, and once
+    they go, a real client logs in."""
+    sluice = start_sluice(config={"max_client_conn": 20, "client_login_timeout": "5s"})
+    before = fd_count(sluice)
+    silent = []
+    try:
+        for _ in range(200):
+            silent.append(socket.create_connection((sluice.host, sluice.port), timeout=10))
+        peak = 0
+        for _ in range(15):  # what Sluice holds while they stay silent
+            peak = max(peak, fd_count(sluice) - before)
+            time.sleep(0.1)
+        assert peak <= 20 + 16 + 4, f"{peak} more descriptors for 200 silent sockets"
+        assert "accept_paused" in sluice.log()
+    finally:
+        for s in silent:
+            s.close()
+    assert wait_until(lambda: logs_in_from("127.0.0.1", sluice), timeout=30)
+
+
+@pytest.mark.timeout(60)
+def test_connections_count_from_accept_and_an_operator_gets_in_at_the_limit(start_sluice):
+    """Five silent sockets fill max_client_conn = 5: the next client is refused with 53300 before
+    it authenticates, while the admin console still answers (the allowance beyond the limit)."""
+    from admin_console import USERS, Admin
+    sluice = start_sluice(config={"max_client_conn": 5, "client_login_timeout": "30s"},
+                          users=USERS)
+    silent = [socket.create_connection((sluice.host, sluice.port), timeout=10) for _ in range(5)]
+    try:
+        refused = refusal_from("127.0.0.1", sluice)
+        assert refused["C"] == "53300", refused
+        assert "max_client_conn" in refused["M"], refused
+        admin = Admin(sluice)
+        try:
+            assert admin.query("SHOW VERSION")[1], "the console answered nothing"
+        finally:
+            admin.close()
+    finally:
+        for s in silent:
+            s.close()
+    assert wait_until(lambda: logs_in_from("127.0.0.1", sluice), timeout=30)
+
+
+@pytest.mark.timeout(60)
+def test_logins_in_progress_are_limited_per_peer(start_sluice):
+    """With max_peer_logins = 5, a sixth connection from a peer with five logins in progress is
+    refused at once (53300 naming the setting, also as libpq reports it), holding no descriptor;
+    another peer, and the same peer once its logins end, log in as usual."""
+    sluice = start_sluice(config={"max_peer_logins": 5, "client_login_timeout": "30s"})
+    silent = [client_from("127.0.0.1", sluice) for _ in range(5)]
+    try:
+        refused = refusal_from("127.0.0.1", sluice)
+        assert refused["C"] == "53300", refused
+        assert "max_peer_logins" in refused["M"], refused
+        with pytest.raises(psycopg.OperationalError, match="max_peer_logins"):
+            psycopg.connect(sluice.conninfo(), connect_timeout=10).close()
+        before = fd_count(sluice)
+        more = [client_from("127.0.0.1", sluice) for _ in range(100)]
+        try:
+            for c in more:  # each is answered and closed at once
+                assert c.read_message()[0] == b"E"
+            assert fd_count(sluice) - before <= 4
+        finally:
+            for c in more:
+                c.close()
+        assert logs_in_from("127.0.0.2", sluice)  # another peer is not affected
+        # Authenticated clients do not count: five of them leave room for logins.
+        with client_from("127.0.0.2", sluice):
+            pass
+    finally:
+        for c in silent:
+            c.close()
+    assert wait_until(lambda: logs_in_from("127.0.0.1", sluice), timeout=30)
+    held = []
+    try:
+        for _ in range(6):
+            c = client_from("127.0.0.1", sluice)
+            held.append(c)
+            c.startup("alice", "app", "alice-secret")
+        assert held[-1].query("SELECT 1") == [["1"]]
+    finally:
+        for c in held:
+            c.close()
+
+
+@pytest.mark.timeout(60)
+def test_new_connections_are_rate_limited_per_peer(start_sluice):
+    """With login_peer_rate = 2 (bursts of 2), a peer opening connections back to back gets at
+    most 2 + 2 a second through; the rest are refused naming the setting; another peer is not
+    affected."""
+    sluice = start_sluice(config={"login_peer_rate": 2})
+    started = time.monotonic()
+    refused = []
+    for _ in range(12):
+        with client_from("127.0.0.3", sluice) as c:
+            c.send(pgwire.startup_packet("alice", "app"))
+            kind, body = c.read_message()
+            if kind == b"E":
+                fields = pgwire.parse_error_fields(body)
+                assert fields["C"] == "53300" and "login_peer_rate" in fields["M"], fields
+                refused.append(fields)
+    elapsed = time.monotonic() - started
+    admitted = 12 - len(refused)
+    assert admitted <= 2 + 2 * elapsed + 1, (admitted, elapsed)
+    assert logs_in_from("127.0.0.4", sluice)
+
+
+CRITICAL = [{"name": "critical", "priority": 0, "max_clients": 2,
+             "new_connections_per_second": 1, "new_connections_burst": 2,
+             "match": {"application_name": ["critical"]}}]
+
+
+@pytest.mark.timeout(60)
+def test_clients_that_only_claim_a_bulkhead_do_not_spend_its_budget(start_sluice):
+    """Connections that claim application_name=critical but never authenticate (silent after the
+    password request, or with a wrong password) take none of critical's max_clients nor of its
+    connection rate: a real critical client still gets in, and is then counted."""
+    sluice = start_sluice(config={"bulkheads": CRITICAL})
+    claimers = []
+    try:
+        for _ in range(6):
+            c = client_from("127.0.0.5", sluice)
+            claimers.append(c)
+            c.send(pgwire.startup_packet("alice", "app", application_name="critical"))
+            assert c.read_message()[0] == b"R"  # asked to authenticate, and left there
+        for _ in range(3):
+            with client_from("127.0.0.5", sluice) as c:
+                with pytest.raises(pgwire.ServerError) as e:
+                    c.startup("alice", "app", "wrong", application_name="critical")
+                assert e.value.sqlstate == "28P01"
+        assert logs_in_from("127.0.0.6", sluice, application_name="critical")
+    finally:
+        for c in claimers:
+            c.close()
+    # Authenticated critical clients are counted: max_clients = 2.
+    with client_from("127.0.0.6", sluice) as a, client_from("127.0.0.6", sluice) as b:
+        a.startup("alice", "app", "alice-secret", application_name="critical")
+        with pytest.raises(pgwire.ServerError) as e:
+            b.startup("alice", "app", "alice-secret", application_name="critical")
+        assert e.value.sqlstate == "53300"
+
+
+@pytest.mark.timeout(150)
+def test_a_silent_socket_is_closed_even_with_client_login_timeout_0(start_sluice):
+    """client_login_timeout = "0" means 60 s: a connection that never sends its startup packet
+    does not hold a descriptor for ever."""
+    sluice = start_sluice(config={"client_login_timeout": "0"})
+    with socket.create_connection((sluice.host, sluice.port), timeout=90) as s:
+        started = time.monotonic()
+        try:
+            assert s.recv(1) == b""
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - started >= 50
+
+
+# ---- item 12: pools made for claimed user names are reaped -------------------------------------
+
+
+def pool_names(admin) -> set:
+    return {(r["database"], r["user"]) for r in admin.table("SHOW POOLS")}
+
+
+def wait_for_pool_names(admin, expected: set, timeout: float = 15.0) -> set:
+    """SHOW POOLS until its (database, user) set is `expected`, for at most `timeout` seconds;
+    returns the last set seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        names = pool_names(admin)
+        if names == expected or time.monotonic() > deadline:
+            return names
+        time.sleep(0.2)
+
+
+def claim_names(target, names) -> None:
+    """Logs in as each name under trust; PostgreSQL has no such role and refuses every one."""
+    for name in names:
+        with pytest.raises(pgwire.ServerError) as refused:
+            pgwire.connect(target.host, target.port, name, "app", None).close()
+        assert refused.value.sqlstate == "28000", refused.value
+
+
+def bytes_received_total(port: int) -> float:
+    import urllib.request
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        body = r.read().decode()
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            if s.name == "sluice_client_bytes_received_total":
+                return s.value
+    raise AssertionError("no sluice_client_bytes_received_total")
+
+
+@pytest.mark.timeout(120)
+def test_pools_of_claimed_user_names_are_reaped_once_idle(pg, start_sluice):
+    """Under auth_type = "trust" every user name a client claims makes a (database, user) pool.
+    Two rounds of 150 names leave nothing behind once pool_idle_timeout has passed, and the
+    process does not grow with them; a pool still held, and the one pool of a database with a
+    fixed user, stay. A reaped pool is made again on its next use, SHOW STATS and SHOW POOLS
+    agree after a reap, and the process's traffic totals in /metrics never go backwards."""
+    import pgcluster
+    from admin_console import Admin
+    names = 150
+    metrics_port = pgcluster.free_port()
+    pg.execute("DROP ROLE IF EXISTS carol")
+    pg.execute("CREATE ROLE carol LOGIN")
+    pg.execute("GRANT CONNECT ON DATABASE app TO carol")
+    sluice = start_sluice(config={
+        "auth_type": "trust", "pool_idle_timeout": "1s",
+        "metrics_listen": f"127.0.0.1:{metrics_port}",
+        # Over the Unix socket PostgreSQL trusts every role: the backends of carol log in.
+        "servers": {"main": {"host": str(pg.socket_dir), "port": pg.port}},
+        "databases": {
+            "app": {"pool_mode": "transaction", "server_idle_timeout": "1s"},
+            "fixed": {"server": "main", "dbname": "app", "user": "alice",
+                      "pool_mode": "transaction", "server_idle_timeout": "1s"}}})
+    admin = Admin(sluice)
+    kept = {("app", "alice"), ("fixed", "alice")}
+    with pgwire.connect(sluice.host, sluice.port, "alice", "app", None) as holder, \
+            pgwire.connect(sluice.host, sluice.port, "someone", "fixed", None) as fixed:
+        assert holder.query("SELECT 1") == [["1"]]
+        assert fixed.query("SELECT current_user") == [["alice"]]
+    holder = pgwire.connect(sluice.host, sluice.port, "alice", "app", None)  # held throughout
+    with pgwire.connect(sluice.host, sluice.port, "carol", "app", None) as carol:
+        assert carol.query("SELECT current_user") == [["carol"]]
+    stats = {(r["database"], r["user"]): r for r in admin.table("SHOW STATS")}
+    assert int(stats[("app", "carol")]["total_query_count"]) >= 1
+
+    claim_names(sluice, [f"ghost_a{i}" for i in range(names)])
+    # Each name made a pool (the latest are still there: a pool lives pool_idle_timeout at least).
+    assert ("app", f"ghost_a{names - 1}") in pool_names(admin)
+    traffic = bytes_received_total(metrics_port)
+    assert wait_for_pool_names(admin, kept) == kept  # carol's went once its backend closed
+    assert {(r["database"], r["user"]) for r in admin.table("SHOW STATS")} == kept
+    assert bytes_received_total(metrics_port) >= traffic
+    rss_after_first = rss_kib(sluice)
+
+    claim_names(sluice, [f"ghost_b{i}" for i in range(names)])
+    assert wait_for_pool_names(admin, kept) == kept
+    # Every pool of the second round reused the ids the first round's left: nothing grew.
+    assert rss_kib(sluice) - rss_after_first < 8 * 1024
+
+    # Made again, transparently, on next use.
+    with pgwire.connect(sluice.host, sluice.port, "carol", "app", None) as carol:
+        assert carol.query("SELECT current_user") == [["carol"]]
+    assert ("app", "carol") in pool_names(admin)
+    assert holder.query("SELECT 2") == [["2"]]
+    holder.close()
+    admin.close()

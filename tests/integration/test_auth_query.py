@@ -9,6 +9,7 @@ Each test that breaks the lookup (drops a function) uses its own function, so th
 PostgreSQL stays usable for the others.
 """
 
+import threading
 import time
 
 import psycopg
@@ -201,3 +202,175 @@ def test_cache_disabled_asks_every_time(roles, start_sluice):
     drop_lookup(roles, "sluice_lookup_uncached")
     assert_28P01(sluice, "carol", CAROL_PASSWORD)
     wait_for_log(sluice, "auth_query_failed reason=query")
+
+
+# ---- what one client can make auth_user do (issue 12, item 6) ----------------------------------
+#
+# Each test gets its own lookup function that records every call (the backend's pid and the name
+# asked) in its own table, so calls and the connections they ran on can be counted afterwards.
+
+
+def create_counting_lookup(pg, name, delay="0"):
+    """public.NAME(text) as create_lookup's, which first records (pg_backend_pid(), p_user) in
+    public.NAME_calls and sleeps `delay` seconds."""
+    fn, table = psycopg.sql.Identifier(name), psycopg.sql.Identifier(name + "_calls")
+    pg.execute(psycopg.sql.SQL("DROP TABLE IF EXISTS public.{}").format(table), dbname="app")
+    pg.execute(psycopg.sql.SQL("CREATE TABLE public.{} (pid int, usename text)").format(table),
+               dbname="app")
+    pg.execute(psycopg.sql.SQL(
+        "CREATE OR REPLACE FUNCTION public.{}(p_user text, OUT usename name, OUT passwd text) "
+        "RETURNS SETOF record LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS "
+        "$$ BEGIN INSERT INTO public.{} VALUES (pg_backend_pid(), p_user); "
+        "PERFORM pg_sleep({}); "
+        "RETURN QUERY SELECT s.usename, s.passwd FROM pg_shadow s WHERE s.usename = p_user; "
+        "END $$").format(fn, table, psycopg.sql.Literal(float(delay))), dbname="app")
+    pg.execute(psycopg.sql.SQL("REVOKE ALL ON FUNCTION public.{}(text) FROM PUBLIC").format(fn),
+               dbname="app")
+    pg.execute(psycopg.sql.SQL("GRANT EXECUTE ON FUNCTION public.{}(text) TO {}").format(
+        fn, psycopg.sql.Identifier(AUTH_USER)), dbname="app")
+
+
+def calls(pg, name):
+    """[(pid, usename)] of every call of the counting lookup `name`."""
+    return pg.execute(psycopg.sql.SQL("SELECT pid, usename FROM public.{}").format(
+        psycopg.sql.Identifier(name + "_calls")), dbname="app")
+
+
+def in_threads(count, work, workers=20):
+    """Runs work(i) for i in range(count) on `workers` threads; returns the exceptions raised."""
+    failures = []
+    lock = threading.Lock()
+    indexes = iter(range(count))
+
+    def worker():
+        while True:
+            with lock:
+                i = next(indexes, None)
+            if i is None:
+                return
+            try:
+                work(i)
+            except Exception as e:  # noqa: BLE001 (collected and reported by the caller)
+                with lock:
+                    failures.append(e)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=90)
+    assert not any(t.is_alive() for t in threads), "login threads did not finish"
+    return failures
+
+
+class AuthUserSampler:
+    """Samples how many connections auth_user has open on the server, until stopped."""
+
+    def __init__(self, pg):
+        self.pg = pg
+        self.peak = 0
+        self.samples = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        with self.pg.superuser() as conn:
+            while not self.stop.is_set() and self.samples < 100000:
+                (n,) = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s",
+                                    (AUTH_USER,)).fetchone()
+                self.peak = max(self.peak, n)
+                self.samples += 1
+                time.sleep(0.002)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+@pytest.mark.timeout(120)
+def test_a_flood_of_unknown_names_holds_at_most_the_pool_of_auth_user_connections(roles,
+                                                                                start_sluice):
+    """200 logins with distinct unknown names from one address (the defaults: a pool of 2
+    connections, 20 lookups a second per address in bursts of 40): every one is refused like an
+    unknown user, auth_user never has more than 2 connections open on the server, and past the
+    burst the address's lookups are refused without a query."""
+    create_counting_lookup(roles, "sluice_lookup_flood")
+    sluice = start(start_sluice, function="sluice_lookup_flood")
+    started = time.monotonic()
+    with AuthUserSampler(roles) as sampler:
+        failures = in_threads(200, lambda i: assert_28P01(sluice, f"flood_{i}", "whatever"))
+    elapsed = time.monotonic() - started
+    assert not failures, failures[:3]
+    rows = calls(roles, "sluice_lookup_flood")
+    assert sampler.samples > 0
+    assert sampler.peak <= 2, f"auth_user had {sampler.peak} connections open at once"
+    assert len({pid for pid, _ in rows}) <= 2, "lookups ran on more than 2 connections"
+    # The address's budget: a burst of 40, then 20 a second (+1 for a token refilled meanwhile).
+    assert 1 <= len(rows) <= 40 + 20 * elapsed + 1, (len(rows), elapsed)
+    refused = 200 - len(rows)
+    if refused > 0:  # logged, sampled (the whole log: tail() may have lost the first lines)
+        log = sluice.log_file.read_text()
+        assert "auth_query_refused reason=peer_rate peer=127.0.0.1" in log
+        assert log.count("auth_query_refused") <= 5 + elapsed + 1
+    assert sluice.running()
+    assert_login_works(sluice, "alice", default_users()["alice"])
+
+
+@pytest.mark.timeout(120)
+def test_concurrent_logins_of_one_new_user_cause_one_query(roles, start_sluice):
+    """50 clients logging in at once as carol, whom Sluice has not looked up yet, while the
+    lookup takes 0.5 s: one query answers all of them, and all log in."""
+    create_counting_lookup(roles, "sluice_lookup_slow", delay="0.5")
+    sluice = start(start_sluice, function="sluice_lookup_slow")
+    barrier = threading.Barrier(50, timeout=30)
+
+    def login(_):
+        barrier.wait()
+        with pgwire.connect(sluice.host, sluice.port, "carol", "app", CAROL_PASSWORD, timeout=60):
+            pass
+
+    failures = in_threads(50, login, workers=50)
+    assert not failures, failures[:3]
+    assert [user for _, user in calls(roles, "sluice_lookup_slow")] == ["carol"]
+
+
+def test_an_address_past_its_lookup_rate_gets_the_unknown_user_answer(roles, start_sluice):
+    """auth_query_peer_rate = 1 (bursts of 2): past it, a name that needs a lookup, even a real
+    user's, fails exactly as an unknown user does (28P01) without a query; a cached user and
+    auth-file users still log in."""
+    create_counting_lookup(roles, "sluice_lookup_rate")
+    sluice = start(start_sluice, function="sluice_lookup_rate", auth_query_peer_rate=1,
+                   auth_query_cache="1m")
+    assert_login_works(sluice, "carol", CAROL_PASSWORD)  # one lookup, then cached
+    started = time.monotonic()
+    for i in range(20):
+        assert_28P01(sluice, f"nobody_{i}", "whatever")
+    assert_28P01(sluice, "dave", DAVE_PASSWORD)  # a real user, but no lookup left
+    elapsed = time.monotonic() - started
+    rows = calls(roles, "sluice_lookup_rate")
+    assert 2 <= len(rows) <= 2 + elapsed + 1, (len(rows), elapsed)
+    wait_for_log(sluice, "auth_query_refused reason=peer_rate peer=127.0.0.1")
+    assert_login_works(sluice, "carol", CAROL_PASSWORD)  # from the cache: free
+    assert_login_works(sluice, "alice", default_users()["alice"])
+    assert len(calls(roles, "sluice_lookup_rate")) == len(rows)
+
+
+def test_auth_user_connections_count_against_max_connections(roles, start_sluice):
+    """max_connections = 3 with auth_user set: 2 slots are auth_user's (auth_query_pool_size's
+    default), 1 is left for backends. carol holds it; dave, looked up on the kept auth_user
+    connection, waits for a backend and is refused with 53300. Sluice never has more than 3
+    connections to the server."""
+    sluice = start(start_sluice, auth_type="md5", servers={"main": {"max_connections": 3}},
+                   query_wait_timeout="1s")
+    with pgwire.connect(sluice.host, sluice.port, "carol", "app", CAROL_PASSWORD) as carol:
+        assert carol.query("SELECT current_user") == [["carol"]]
+        error = pgwire.login_error(sluice.host, sluice.port, "dave", "app", DAVE_PASSWORD)
+        assert error.sqlstate == "53300", error.fields
+        ours = roles.execute("SELECT count(*) FROM pg_stat_activity WHERE usename IN "
+                             "(%s, 'carol', 'dave')", (AUTH_USER,))[0][0]
+        assert ours <= 3
+    assert_login_works(sluice, "dave", DAVE_PASSWORD)

@@ -15,7 +15,8 @@ import re
 import pytest
 
 import browser
-from browser import FakeStatusServer, bulkhead_status, server_status, status_document
+from browser import (FakeStatusServer, bulkhead_status, pool_status, server_status,
+                     status_document)
 
 PAGE = browser.DASHBOARD_HTML
 
@@ -169,3 +170,20 @@ def test_connection_lost_keeps_last_data(chromium):
     problems = browser.field_mismatches(html, script[-1])
     assert not problems, "the last good data must stay on screen:\n" + "\n".join(problems)
     assert browser.elements_with(html, "data-bulkhead-card")["main/batch"]["data-saturated"] == "true"
+
+
+def test_a_redacted_status_shows_no_null_addresses_or_users(chromium):
+    """status_detail = "redacted" (the default) sends null hosts, ports and users, and one pool row
+    per database: the page says so instead of printing "null"."""
+    doc = status_document(
+        1_767_225_600.0,
+        servers=[server_status("main", host=None, port=None)],
+        bulkheads=[bulkhead_status("main", "default")],
+        pools=[pool_status("app", None, users=3, transactions=42, backends={"idle": 2})])
+    doc["detail"] = "redacted"
+    with FakeStatusServer([doc]) as server:
+        html = browser.dump_dom(server.url, virtual_ms=budget_ms(1))
+    assert not browser.field_mismatches(html, doc)
+    assert "address not shown" in html and "(all users)" in html
+    assert "null" not in re.sub(r"<script.*?</script>", "", html, flags=re.S)
+    assert browser.page_fields(html)[("pool", "app/*")]["transactions"].text == "42"

@@ -182,3 +182,82 @@ def test_the_dashboard_shows_what_show_bulkheads_says_in_a_real_browser(sluice):
             assert page[key].text == show[name][key], (name, key)
     assert browser.body_attrs(html).get("data-connection") == "ok"
     admin.close()
+
+
+# ---- what /status reveals (issue 12, item 12) ---------------------------------------------------
+
+STATUS_PASSWORD = "correct-horse-battery-staple"
+
+
+def fetch(path: str, authorization: str | None = None) -> tuple[int, dict, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{METRICS_PORT}{path}")
+    if authorization is not None:
+        request.add_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+def two_users_busy(sluice) -> None:
+    for user in ("alice", "bob"):
+        with sluice.connect(user=user) as c:
+            c.execute("SELECT 1")
+
+
+@pytest.mark.sluice_config(config=CONFIG, users=USERS)
+def test_status_by_default_names_no_server_address_and_no_user(sluice):
+    """status_detail's default, "redacted": /status has no server host or port and no user name
+    (one pool row per database, its users summed), and neither have the page nor /metrics; the
+    admin console, for stats_users, still has them all."""
+    two_users_busy(sluice)
+    code, _, body = fetch("/status")
+    assert code == 200
+    for hidden in ("127.0.0.1", "alice", "bob"):
+        assert hidden not in body, hidden
+    status = json.loads(body)
+    assert status["detail"] == "redacted"
+    assert [(s["name"], s["host"], s["port"]) for s in status["servers"]] == [("main", None, None)]
+    pools = {p["database"]: p for p in status["pools"]}
+    assert set(pools) == {"app"} and pools["app"]["user"] is None
+    assert pools["app"]["users"] == 2 and pools["app"]["transactions"] >= 2
+    for path in ("/", "/metrics"):
+        code, _, text = fetch(path)
+        assert code == 200 and "alice" not in text and "bob" not in text and "127.0.0.1" not in text
+    admin = Admin(sluice)
+    assert {(r["database"], r["user"]) for r in admin.table("SHOW POOLS")} == {
+        ("app", "alice"), ("app", "bob")}
+    admin.close()
+
+
+PROTECTED = {**CONFIG, "status_detail": "full", "status_password": STATUS_PASSWORD}
+
+
+@pytest.mark.sluice_config(config=PROTECTED, users=USERS)
+def test_status_password_guards_status_and_the_page_but_not_metrics(sluice):
+    """With status_password, /status and / answer 401 with a Basic challenge unless the request
+    carries the password (Basic with any user name, or Bearer); /metrics and /healthz stay open
+    for Prometheus. The full detail then names servers and users. SHOW CONFIG hides the value."""
+    import base64
+    two_users_busy(sluice)
+    basic = "Basic " + base64.b64encode(f"ops:{STATUS_PASSWORD}".encode()).decode()
+    wrong = "Basic " + base64.b64encode(b"ops:correct-horse-battery-stapl").decode()
+    for path in ("/status", "/"):
+        for authorization in (None, wrong, "Bearer nope", f"Digest {STATUS_PASSWORD}"):
+            code, headers, body = fetch(path, authorization)
+            assert code == 401, (path, authorization)
+            assert headers.get("WWW-Authenticate", "").startswith("Basic realm=")
+            assert "alice" not in body and "servers" not in body
+        assert fetch(path, basic)[0] == 200
+        assert fetch(path, f"Bearer {STATUS_PASSWORD}")[0] == 200
+    status = json.loads(fetch("/status", basic)[2])
+    assert status["detail"] == "full"
+    assert status["servers"][0]["host"] == "127.0.0.1"
+    assert {p["user"] for p in status["pools"]} == {"alice", "bob"}
+    assert fetch("/metrics")[0] == 200 and fetch("/healthz")[0] == 200
+    admin = Admin(sluice)
+    rows = {r["key"]: r["value"] for r in admin.table("SHOW CONFIG")}
+    assert rows["status_password"] == "********"
+    assert not any(STATUS_PASSWORD in v for v in rows.values())
+    admin.close()

@@ -285,7 +285,8 @@ def expected_fields(status: dict) -> dict[tuple[str, str], dict[str, str]]:
         for k in ("connecting", "idle", "active"):
             d[f"backends.{k}"] = str(s["backends"][k])
     for p in status["pools"]:
-        d = out.setdefault(("pool", f"{p['database']}/{p['user']}"), {})
+        user = "*" if p["user"] is None else p["user"]  # redacted: every user of the database
+        d = out.setdefault(("pool", f"{p['database']}/{user}"), {})
         for k in ("pool_size", "slots_in_use", "transactions", "queries"):
             d[k] = str(p[k])
         for k in ("connecting", "idle", "active"):

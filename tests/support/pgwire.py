@@ -67,8 +67,12 @@ def message(kind: bytes, body: bytes = b"") -> bytes:
 class WireClient:
     """One connection. Use connect() for the common "start up and authenticate" path."""
 
-    def __init__(self, host: str, port: int, timeout: float = 10) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host: str, port: int, timeout: float = 10,
+                 source_address: tuple[str, int] | None = None) -> None:
+        """source_address binds the client's end first, e.g. ("127.0.0.2", 0): on Linux all of
+        127/8 is loopback, so a test can play several peers."""
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=source_address)
         self.timeout = timeout
         self.buffer = b""
         self.parameters: dict[str, str] = {}

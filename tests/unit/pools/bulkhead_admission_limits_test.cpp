@@ -93,6 +93,37 @@ TEST_CASE("client connections are limited by max_clients and new connections per
   for (int i = 0; i < 100; ++i) REQUIRE(admit_client(s, "default") == "admitted");  // unlimited
 }
 
+TEST_CASE("the check before authentication refuses like acquire_client but spends nothing",
+          "[pools]") {
+  BulkheadPolicy critical = bulkhead("critical", 0, 0, 2);
+  critical.max_clients = 2;
+  critical.new_connections = RateLimit{.per_second = 1, .burst = 2};
+  Script s(Policy{.capacity = 2, .bulkheads = {critical}});
+  const auto check = [&] {
+    auto r = s.a.check_client(s.id("critical"), s.clock.now());
+    s.check();
+    if (std::holds_alternative<ClientAdmitted>(r)) return std::string("admitted");
+    return std::string("refused ") + sluice::pools::to_string(std::get<Refused>(r).reason);
+  };
+  // Any number of clients that only claim the bulkhead (and never authenticate) pass the check
+  // and leave its budget whole.
+  for (int i = 0; i < 100; ++i) REQUIRE(check() == "admitted");
+  CHECK(s.stats("critical").clients == 0);
+  REQUIRE(admit_client(s, "critical") == "admitted");  // a token and a client, after the check
+  REQUIRE(admit_client(s, "critical") == "admitted");
+  CHECK(check() == "refused max_clients");
+  REQUIRE(s.a.release_client(s.id("critical")));
+  CHECK(check() == "refused rate_limit");  // both tokens spent
+  s.advance(1s);
+  CHECK(check() == "admitted");
+  CHECK(check() == "admitted");  // still one token: checks take none
+  REQUIRE(admit_client(s, "critical") == "admitted");
+  const auto st = s.stats("critical");
+  CHECK(st.clients_admitted == 3);
+  CHECK(st.refused_for(RefusalReason::MaxClients) == 1);
+  CHECK(st.refused_for(RefusalReason::RateLimit) == 1);
+}
+
 TEST_CASE("the circuit breaker opens, probes half-open, and closes", "[pools]") {
   Policy p{.capacity = 2, .bulkheads = {bulkhead("batch", 0, 0, 2, 8, 5000ms)}};
   p.breaker = {

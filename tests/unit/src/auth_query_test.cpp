@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -113,7 +114,9 @@ std::string data_row(const std::string& user, const std::string& secret) {
 
 enum class Answer { Row, NoRow, SqlError, Silence };
 
-// Accepts connections and answers each lookup as `answer` says; counts the connections.
+// Accepts connections and answers each lookup as `answer` says, any number of lookups per
+// connection (as PostgreSQL does); counts connections, lookups, and the most connections open at
+// once.
 struct FakeServer {
   explicit FakeServer(asio::io_context& ctx) : acceptor(ctx, tcp::endpoint(tcp::v4(), 0)) {}
   std::uint16_t port() const { return acceptor.local_endpoint().port(); }
@@ -122,11 +125,26 @@ struct FakeServer {
     for (;;) {
       tcp::socket s = co_await acceptor.async_accept(sluice::use_awaitable);
       ++connections;
-      asio::co_spawn(acceptor.get_executor(), session(std::move(s), answer), asio::detached);
+      peak_open = std::max(peak_open, ++open);
+      asio::co_spawn(acceptor.get_executor(), session(std::move(s), answer),
+                     [this](std::exception_ptr) { --open; });
     }
   }
 
-  static sluice::awaitable<void> session(tcp::socket s, Answer answer) {
+  // Reads one message of the extended protocol: its type, or 0 at EOF.
+  static sluice::awaitable<char> read_message(tcp::socket& s) {
+    std::string head(5, '\0');
+    error_code ec;
+    co_await asio::async_read(s, asio::buffer(head), sluice::ec_token(ec));
+    if (ec) co_return 0;
+    const std::uint32_t n =
+        static_cast<unsigned char>(head[3]) << 8 | static_cast<unsigned char>(head[4]);
+    std::string body(n - 4, '\0');
+    if (!body.empty()) co_await asio::async_read(s, asio::buffer(body), sluice::ec_token(ec));
+    co_return ec ? 0 : head[0];
+  }
+
+  sluice::awaitable<void> session(tcp::socket s, Answer answer) {
     using sluice::use_awaitable;
     std::string buf(4, '\0');
     // SSLRequest (libpq's sslmode=prefer) or StartupMessage: untyped, length first.
@@ -150,37 +168,37 @@ struct FakeServer {
     }
     std::string hello = message('R', u32(0)) + message('Z', "I");
     co_await asio::async_write(s, asio::buffer(hello), use_awaitable);
-    // Parse, Bind, Describe, Execute, Sync.
-    for (char type = 0; type != 'S';) {
-      co_await asio::async_read(s, asio::buffer(buf.data(), 1), use_awaitable);
-      type = buf[0];
-      std::string len(4, '\0');
-      co_await asio::async_read(s, asio::buffer(len), use_awaitable);
-      const std::uint32_t n =
-          static_cast<unsigned char>(len[2]) << 8 | static_cast<unsigned char>(len[3]);
-      std::string body(n - 4, '\0');
-      if (!body.empty()) co_await asio::async_read(s, asio::buffer(body), use_awaitable);
-    }
-    std::string reply;
-    if (answer == Answer::SqlError) {
-      std::string fields;
-      for (const std::string field : {"SERROR", "C42883", "Mfunction does not exist"}) {
-        fields += field + '\0';
+    for (;;) {
+      // Parse, Bind, Describe, Execute, Sync; a Terminate or EOF ends the session.
+      for (char type = 0; type != 'S';) {
+        type = co_await read_message(s);
+        if (type == 0 || type == 'X') co_return;
       }
-      reply = message('E', fields + '\0');
-    } else {
-      reply = message('1', "") + message('2', "") + row_description();
-      if (answer == Answer::Row) reply += data_row("carol", "md5deadbeef");
-      reply += message('C', std::string("SELECT 1\0", 9));
+      ++queries;
+      std::string reply;
+      if (answer == Answer::SqlError) {
+        std::string fields;
+        for (const std::string field : {"SERROR", "C42883", "Mfunction does not exist"}) {
+          fields += field + '\0';
+        }
+        reply = message('E', fields + '\0');
+      } else {
+        reply = message('1', "") + message('2', "") + row_description();
+        if (answer == Answer::Row) reply += data_row("carol", "md5deadbeef");
+        reply += message('C', std::string("SELECT 1\0", 9));
+      }
+      reply += message('Z', "I");
+      co_await asio::async_write(s, asio::buffer(reply), use_awaitable);
+      if (hang_up_after_answer) co_return;
     }
-    reply += message('Z', "I");
-    co_await asio::async_write(s, asio::buffer(reply), use_awaitable);
-    error_code ec;
-    co_await asio::async_read(s, asio::buffer(buf.data(), 1), sluice::ec_token(ec));  // Terminate
   }
 
   tcp::acceptor acceptor;
   int connections = 0;
+  int queries = 0;
+  int open = 0;
+  int peak_open = 0;
+  bool hang_up_after_answer = false;  // close each connection after its first answer
 };
 
 sluice::config::Config config_for(std::chrono::milliseconds cache) {
@@ -249,7 +267,8 @@ TEST_CASE("no row is a cached absence; with auth_query_cache 0 every lookup asks
       CHECK_FALSE(found->has_value());
     }
   }
-  CHECK(fake.connections == 3);  // once with the cache, twice without
+  CHECK(fake.queries == 3);      // once with the cache, twice without
+  CHECK(fake.connections == 1);  // on one connection of auth_user, kept between lookups
 }
 
 TEST_CASE("an SQL error is a failed lookup, not cached", "[auth_query]") {
@@ -264,7 +283,8 @@ TEST_CASE("an SQL error is a failed lookup, not cached", "[auth_query]") {
     REQUIRE(found);
     CHECK_FALSE(found->has_value());
   }
-  CHECK(fake.connections == 2);
+  CHECK(fake.queries == 2);
+  CHECK(fake.connections == 1);  // an SQL error leaves the connection usable
 }
 
 TEST_CASE("a refused connection is a failed lookup", "[auth_query]") {
@@ -307,6 +327,138 @@ TEST_CASE("a server that never answers fails the lookup at connect_timeout witho
   CHECK(took < 3s);
   CHECK(ticks >= 10);
   CHECK(fake.connections == 1);
+}
+
+// ---- the pool, coalescing, waiting (issue 12, item 6) -------------------------------------------
+
+// What a lookup returns: a secret, or none (no row, or the lookup failed).
+const std::optional<FoundSecret> kFound{FoundSecret("md5deadbeef")};
+const std::optional<FoundSecret> kNoRow{FoundSecret()};
+
+struct Lookups {
+  const sluice::AuthStore store{sluice::config::AuthFile{{"sluice_auth", "auth-pass"}}, 4096};
+  const std::string dbname = "app";
+  std::vector<std::string> users;  // stable addresses: lookup() keeps references
+  std::vector<std::optional<FoundSecret>> results;
+  int done = 0;
+
+  // Starts lookups of `names` (not yet run: the io_context runs them).
+  void spawn(asio::io_context& ctx, const sluice::config::Config& cfg,
+             const sluice::config::Server& server, const std::vector<std::string>& names,
+             std::optional<std::chrono::milliseconds> max_wait = std::nullopt) {
+    users.reserve(names.size());
+    results.resize(names.size());
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      users.push_back(names[i]);
+      asio::co_spawn(ctx,
+                     sluice::auth_query_service().lookup(cfg, server, dbname, users[i], store,
+                                                         std::nullopt, max_wait),
+                     [this, i](std::exception_ptr e, FoundSecret found) {
+                       if (e) std::rethrow_exception(e);
+                       results[i] = std::move(found);
+                       ++done;
+                     });
+    }
+  }
+  // Runs `ctx` until `n` lookups are done (bounded).
+  void run_until(asio::io_context& ctx, int n) {
+    ctx.restart();
+    for (auto deadline = Clock::now() + 10s; done < n && Clock::now() < deadline;) {
+      ctx.run_one_for(100ms);
+    }
+  }
+};
+
+TEST_CASE("50 concurrent lookups of one new name cause one query", "[auth_query]") {
+  sluice::auth_query_service().clear();
+  asio::io_context ctx;
+  FakeServer fake(ctx);
+  asio::co_spawn(ctx, fake.serve(Answer::Row), asio::detached);
+  const auto cfg = config_for(30s);
+  const auto server = server_at(fake.port());
+  Lookups lookups;
+  lookups.spawn(ctx, cfg, server, std::vector<std::string>(50, "carol"));
+  lookups.run_until(ctx, 50);
+  REQUIRE(lookups.done == 50);
+  for (const auto& r : lookups.results) CHECK(r == kFound);
+  CHECK(fake.queries == 1);
+  CHECK(fake.connections == 1);
+}
+
+TEST_CASE("lookups of many names run on at most auth_query_pool_size connections", "[auth_query]") {
+  sluice::auth_query_service().clear();
+  asio::io_context ctx;
+  FakeServer fake(ctx);
+  asio::co_spawn(ctx, fake.serve(Answer::NoRow), asio::detached);
+  auto cfg = config_for(30s);
+  cfg.auth_query_pool_size = 2;
+  const auto server = server_at(fake.port());
+  std::vector<std::string> names;
+  for (int i = 0; i < 40; ++i) names.push_back("user" + std::to_string(i));
+  Lookups lookups;
+  lookups.spawn(ctx, cfg, server, names);
+  lookups.run_until(ctx, 40);
+  REQUIRE(lookups.done == 40);
+  for (const auto& r : lookups.results) CHECK(r == kNoRow);
+  CHECK(fake.queries == 40);
+  CHECK(fake.connections == 2);
+  CHECK(fake.peak_open == 2);
+  const auto counts = sluice::auth_query_service().counts("fake");
+  CHECK(counts.idle == 2);
+  CHECK(counts.flights == 0);
+  // Idle connections are closed after AuthQuery::kIdleTimeout.
+  sluice::auth_query_service().maintain(Clock::now() + sluice::AuthQuery::kIdleTimeout);
+  CHECK(sluice::auth_query_service().counts("fake").connections() == 0);
+  ctx.restart();
+  for (auto deadline = Clock::now() + 5s; fake.open > 0 && Clock::now() < deadline;) {
+    ctx.run_one_for(100ms);
+  }
+  CHECK(fake.open == 0);
+}
+
+TEST_CASE("a lookup finding the pool busy waits at most max_wait and opens no connection",
+          "[auth_query]") {
+  sluice::auth_query_service().clear();
+  asio::io_context ctx;
+  FakeServer fake(ctx);
+  asio::co_spawn(ctx, fake.serve(Answer::Silence), asio::detached);
+  auto cfg = config_for(30s);
+  cfg.auth_query_pool_size = 1;
+  const auto server = server_at(fake.port(), 3s);
+  Lookups hung;  // holds the one connection until connect_timeout
+  hung.spawn(ctx, cfg, server, {"carol"});
+  Lookups waiting;  // another name: needs the connection, waits 200 ms for it
+  waiting.spawn(ctx, cfg, server, {"dave"}, 200ms);
+  Lookups joined;  // the same name as the hung one: joins it, waits 200 ms for its answer
+  joined.spawn(ctx, cfg, server, {"carol"}, 200ms);
+  waiting.run_until(ctx, 1);
+  joined.run_until(ctx, 1);
+  REQUIRE(waiting.done == 1);
+  REQUIRE(joined.done == 1);
+  CHECK(waiting.results[0] == kNoRow);
+  CHECK(joined.results[0] == kNoRow);
+  CHECK(hung.done == 0);
+  CHECK(fake.connections == 1);
+  hung.run_until(ctx, 1);
+  REQUIRE(hung.done == 1);
+  CHECK(fake.connections == 1);
+  CHECK(sluice::auth_query_service().counts("fake").flights == 0);
+}
+
+TEST_CASE("a kept connection the server has closed is replaced once", "[auth_query]") {
+  sluice::auth_query_service().clear();
+  asio::io_context ctx;
+  FakeServer fake(ctx);
+  fake.hang_up_after_answer = true;  // as after idle_session_timeout or a restart
+  asio::co_spawn(ctx, fake.serve(Answer::Row), asio::detached);
+  const auto cfg = config_for(0s);  // no cache: each lookup asks
+  const auto server = server_at(fake.port());
+  for (int i = 0; i < 3; ++i) {
+    CHECK(run_lookup(ctx, cfg, server, "carol") == kFound);
+  }
+  CHECK(fake.queries == 3);
+  CHECK(fake.connections == 3);
+  CHECK(sluice::auth_query_service().counts("fake").connections() == 1);
 }
 
 }  // namespace

@@ -241,7 +241,7 @@ TEST_CASE("The routes serve metrics, status, the dashboard and health", "[http]"
     return sluice::Snapshot{};
   };
   TestServer server(
-      [&](const HttpRequest& r) { return sluice::http::route_request(r, snapshot, metrics); });
+      [&](const HttpRequest& r) { return sluice::http::route_request(r, snapshot, metrics, cfg); });
 
   Reply m = exchange(server.port(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK(m.status() == 200);

@@ -132,10 +132,11 @@ void run(Test test) {
   const auto cfg = make_config(server.port());
   PoolManager pm(cfg);
   Pool& pool = pm.pool_for(cfg.databases.at("app"), "alice");
-  auto admitted = pm.admit_client(cfg, cfg.databases.at("app"),
-                                  sluice::ClientInfo{.user = "alice", .database = "app"});
+  auto admitted = pm.classify_client(cfg, cfg.databases.at("app"),
+                                     sluice::ClientInfo{.user = "alice", .database = "app"});
   REQUIRE(std::holds_alternative<ClientClass>(admitted));
   const ClientClass cls = std::get<ClientClass>(admitted);
+  REQUIRE_FALSE(pm.admit_client(cls));  // counted, as after authentication
   std::exception_ptr failure;
   bool done = false;
   asio::co_spawn(io, test(pm, pool, cls, server), [&](std::exception_ptr e) {

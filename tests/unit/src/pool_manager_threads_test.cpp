@@ -93,7 +93,7 @@ class Classes {
     const auto& db = cfg.databases.at("app");
     for (auto wait : all_waits()) {
       const std::string name = bulkhead_name(wait);
-      auto r = pm.admit_client(
+      auto r = pm.classify_client(
           cfg, db,
           sluice::ClientInfo{.user = "alice", .database = "app", .application_name = name});
       REQUIRE(std::holds_alternative<ClientClass>(r));

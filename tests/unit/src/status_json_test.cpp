@@ -13,6 +13,7 @@
 
 namespace {
 
+using sluice::config::StatusDetail;
 using sluice::http::json_number;
 using sluice::http::json_string;
 using sluice::http::status_json;
@@ -302,9 +303,10 @@ TEST_CASE("JSON numbers round-trip and are never NaN or infinite", "[http]") {
 }
 
 TEST_CASE("status_json has every key of the schema", "[http]") {
-  Json j = parse_json(status_json(sample_snapshot()));
-  require_keys(j,
-               {"version", "time", "servers", "bulkheads", "pools", "clients", "protocol_errors"});
+  Json j = parse_json(status_json(sample_snapshot(), StatusDetail::Full));
+  require_keys(j, {"version", "time", "servers", "bulkheads", "pools", "clients", "protocol_errors",
+                   "detail"});
+  CHECK(j["detail"].text == "full");
   CHECK(j["version"].text == SLUICE_VERSION);
   CHECK(j["time"].number == Approx(1700000000.123));
   CHECK(j["protocol_errors"].number == 2);
@@ -351,17 +353,65 @@ TEST_CASE("status_json has every key of the schema", "[http]") {
   REQUIRE(j["pools"].items.size() == 1);
   const Json& pool = j["pools"].items[0];
   require_keys(pool,
-               {"database", "user", "server", "pool_mode", "pool_size", "backends", "slots_in_use",
-                "paused", "transactions", "queries", "bytes_in", "bytes_out"});
+               {"database", "user", "users", "server", "pool_mode", "pool_size", "backends",
+                "slots_in_use", "paused", "transactions", "queries", "bytes_in", "bytes_out"});
+  CHECK(pool["user"].text == "app_user");
+  CHECK(pool["users"].number == 1);
   CHECK(pool["pool_mode"].text == "transaction");
   CHECK(pool["bytes_out"].number == static_cast<double>(1ULL << 40));
   CHECK(pool["paused"].kind == Json::Kind::Bool);
 }
 
 TEST_CASE("status_json of an empty snapshot is valid", "[http]") {
-  Json j = parse_json(status_json(sluice::Snapshot{}));
+  Json j = parse_json(status_json(sluice::Snapshot{}, StatusDetail::Redacted));
   CHECK(j["servers"].items.empty());
   CHECK(j["bulkheads"].items.empty());
   CHECK(j["pools"].items.empty());
   CHECK(j["clients"]["login"].number == 0);
+}
+
+TEST_CASE("redacted status_json names no server address and no user, and sums each database",
+          "[http]") {
+  sluice::Snapshot snap = sample_snapshot();
+  sluice::PoolSnapshot second = snap.pools[0];
+  second.user = "mallory";
+  second.pool_size = 30;  // raised by a reload while one pool had not caught up: the larger
+  second.backends.idle = 2;
+  second.slots_in_use = 1;
+  second.paused = true;
+  second.traffic.queries = 5;
+  snap.pools.push_back(second);
+  sluice::PoolSnapshot other = snap.pools[0];
+  other.database = "reports";
+  other.user = "eve";
+  other.traffic = {};
+  other.traffic.queries = 1;
+  snap.pools.push_back(other);
+
+  const std::string text = status_json(snap, StatusDetail::Redacted);
+  for (const char* secret : {"db\\\\1", "5432", "app_user", "mallory", "eve"}) {
+    INFO(secret);
+    CHECK(text.find(secret) == std::string::npos);
+  }
+  Json j = parse_json(text);
+  CHECK(j["detail"].text == "redacted");
+  const Json& server = j["servers"].items.at(0);
+  CHECK(server["host"].kind == Json::Kind::Null);
+  CHECK(server["port"].kind == Json::Kind::Null);
+  CHECK(server["name"].text == "main \"primary\"");  // config names stay
+  REQUIRE(j["pools"].items.size() == 2);
+  const Json& app = j["pools"].items[0];
+  CHECK(app["database"].text == "app");
+  CHECK(app["user"].kind == Json::Kind::Null);
+  CHECK(app["users"].number == 2);
+  CHECK(app["pool_size"].number == 30);
+  CHECK(app["backends"]["idle"].number == 2);
+  CHECK(app["slots_in_use"].number == 1);
+  CHECK(app["paused"].boolean);
+  CHECK(app["queries"].number == 5);
+  CHECK(app["bytes_out"].number == static_cast<double>(2 * (1ULL << 40)));
+  const Json& reports = j["pools"].items[1];
+  CHECK(reports["database"].text == "reports");
+  CHECK(reports["users"].number == 1);
+  CHECK(reports["queries"].number == 1);
 }
