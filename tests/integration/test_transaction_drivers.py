@@ -77,9 +77,13 @@ def test_psycopg_prepared_statements_on_shared_backends(pg, start_sluice, max_pr
     threads, rounds, distinct = 6, 3, 12
     seen = {}  # (thread, statement) -> backend pids it ran on
     lock = threading.Lock()
+    # Every client logged in before any starts, so that they run side by side (one that ran
+    # alone would keep one backend and test nothing).
+    start = threading.Barrier(threads)
 
     def client(t):
         with psycopg_connect(sluice, prepare_threshold=0) as conn:
+            start.wait(timeout=60)
             for r in range(rounds):
                 for k in range(distinct):
                     # Every statement twice in a row: the second is a Bind of a known name.

@@ -303,8 +303,15 @@ def run_elsewhere(conn, holder, sql):
     last (idle backends are reused most recently used first, so the holder's transaction gets
     it): `conn`'s transaction must run on another backend. Returns (rows, backend pid)."""
     last = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    holder.execute("BEGIN")
-    held = holder.execute("SELECT pg_backend_pid()").fetchone()[0]
+    # `conn` has its ReadyForQuery a moment before its backend is back in the pool: until then
+    # the holder gets another one. Bounded: 50 tries.
+    for _ in range(50):
+        holder.execute("BEGIN")
+        held = holder.execute("SELECT pg_backend_pid()").fetchone()[0]
+        if held == last or TARGET != "sluice":
+            break
+        holder.execute("COMMIT")
+        time.sleep(0.01)
     try:
         with conn.transaction():
             rows = conn.execute(sql).fetchall()
