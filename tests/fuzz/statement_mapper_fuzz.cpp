@@ -200,6 +200,10 @@ class Session {
   // Sends one complete client message through the mapper; false when it was malformed (the
   // session ends there).
   bool client(const Buffer& msg) {
+    // The relay frames a client's bytes before the mapper sees them: a message its framing
+    // refuses (e.g. an Execute shorter than its fixed part) ends the session with 08P01 there.
+    const FrameResult framed = peek_frame(ByteView(msg), Direction::Frontend, 1u << 30);
+    if (framed.status != DecodeStatus::Ok) return false;
     const char type = std::to_integer<char>(msg[0]);
     if (type == 'Q' && unsynced_) {
       // As the relay does: whether the Query gets a ReadyForQuery depends on what precedes it.
