@@ -310,7 +310,7 @@ AcquireResult BulkheadAdmission::try_acquire(BulkheadId id, GroupId group, TimeP
       break;
     case BreakerState::HalfOpen:
       // One probe at a time; nobody queues behind a server that may still be down.
-      if (probe_ || !grantable) {
+      if (breaker_.probe_in_flight(now) || !grantable) {
         result = refuse(id, RefusalReason::ServerDown, now, breaker_.retry_after(now));
       }
       break;
@@ -323,8 +323,12 @@ AcquireResult BulkheadAdmission::try_acquire(BulkheadId id, GroupId group, TimeP
       result = refuse(id, RefusalReason::RateLimit, now, b.new_transactions.time_to_next(now));
     } else {
       const LeaseId lease = grant(id, group, now);
-      const bool probe = breaker_.tripped();
-      if (probe) probe_ = lease;
+      bool probe = false;
+      if (breaker_.tripped()) {  // half-open with no probe in flight: this is the probe
+        probe_id_ = breaker_.start_probe(now).value_or(0);
+        probe_ = lease;
+        probe = true;
+      }
       result = Granted{.lease = lease, .probe = probe};
     }
   }
@@ -397,8 +401,12 @@ std::vector<HandOff> BulkheadAdmission::release(LeaseId lease, TimePoint now,
   if (probe_ == lease) {
     probe_.reset();
     // A probe that ran on an already open connection proves the server as well as a connect.
+    // Any other end leaves no verdict: the next probe is due at once (if this one is still the
+    // breaker's probe in flight).
     if (outcome == LeaseOutcome::Completed && breaker_.state(now) == BreakerState::HalfOpen) {
       breaker_.record_success();
+    } else {
+      breaker_.end_probe(probe_id_, now);
     }
   }
 
@@ -517,6 +525,12 @@ std::vector<Rejection> BulkheadAdmission::record_connect_failure(TimePoint now) 
 void BulkheadAdmission::record_connect_success(TimePoint now) {
   observe_queues(now);
   if (breaker_.record_success()) probe_.reset();
+}
+
+std::optional<ProbeId> BulkheadAdmission::start_probe(TimePoint now) {
+  std::optional<ProbeId> probe = breaker_.start_probe(now);
+  if (probe) probe_.reset();  // an earlier probe lease ran out of time: an ordinary lease now
+  return probe;
 }
 
 // ---- bookkeeping -------------------------------------------------------------------------------

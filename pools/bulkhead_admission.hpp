@@ -184,8 +184,9 @@ class BulkheadAdmission {
 
   // ---- slots ---------------------------------------------------------------------------------
   // Grants a slot at once, queues until now + max_wait, or refuses (reason, retry hint). Order:
-  // breaker (Open: server_down; HalfOpen: the first arrival that could be granted becomes the
-  // probe, every other arrival is server_down, nobody queues); if a slot is free: a
+  // breaker (Open: server_down; HalfOpen: with no probe in flight, the first arrival that could
+  // be granted becomes the probe, every other arrival is server_down, nobody queues); if a slot
+  // is free: a
   // new-transactions token (else rate_limit), then Granted; otherwise queue_full, queue_age,
   // predicted_wait, a token (else rate_limit), then Queued. A refusal takes no token.
   AcquireResult try_acquire(BulkheadId bulkhead, GroupId group, TimePoint now);
@@ -215,8 +216,20 @@ class BulkheadAdmission {
   // A successful connect closes the breaker in any state.
   void record_connect_success(TimePoint now);
   BreakerState breaker_state(TimePoint now) const { return breaker_.state(now); }
-  // When an open breaker turns half-open (for a background prober); nullopt when closed.
+  // When an open breaker turns half-open; nullopt when closed.
   std::optional<TimePoint> breaker_probe_at() const { return breaker_.probe_at(); }
+  // When the breaker's next probe is due (CircuitBreaker::next_probe_at): for a background
+  // prober's timer. nullopt when closed.
+  std::optional<TimePoint> next_probe_at(TimePoint now) const {
+    return breaker_.next_probe_at(now);
+  }
+  std::chrono::milliseconds breaker_delay() const { return breaker_.current_delay(); }
+  // A probe without a client (a background connect): its id when one may start now (half-open,
+  // no probe in flight), else nullopt. Its connect reports through record_connect_success() or
+  // record_connect_failure(); one that ends otherwise (no connect made, or a login error that
+  // says nothing about the server) calls end_probe(). A probe lease, if any, is ordinary now.
+  std::optional<ProbeId> start_probe(TimePoint now);
+  void end_probe(ProbeId probe, TimePoint now) { breaker_.end_probe(probe, now); }
 
   // ---- live tuning ---------------------------------------------------------------------------
   // Applies a new policy without dropping anyone. Bulkheads are matched by name and keep their
@@ -309,7 +322,8 @@ class BulkheadAdmission {
   std::uint32_t borrowed_ceiling_ = 0;
   bool ceilings_raised_ = true;  // some ceiling may be above its limit (settle_ceilings has work)
   CircuitBreaker breaker_;
-  std::optional<LeaseId> probe_;  // the half-open breaker's outstanding probe lease
+  std::optional<LeaseId> probe_;  // the half-open breaker's latest probe lease, until released
+  ProbeId probe_id_ = 0;          // the breaker's name for probe_
   std::mt19937_64 rng_;
   std::uint64_t next_id_ = 1;
 };

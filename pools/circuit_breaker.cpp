@@ -33,6 +33,12 @@ BreakerState CircuitBreaker::state(TimePoint now) const {
 void CircuitBreaker::trip(TimePoint now) {
   tripped_ = true;
   probe_at_ = now + delay_;
+  probe_open_ = false;  // a probe still running is an ordinary connect now
+}
+
+void CircuitBreaker::back_off() {
+  const auto next = delay_ * policy_.backoff;
+  delay_ = std::min<std::chrono::milliseconds>(next, policy_.max_open_delay);
 }
 
 bool CircuitBreaker::record_failure(TimePoint now) {
@@ -45,12 +51,10 @@ bool CircuitBreaker::record_failure(TimePoint now) {
       return true;
     case BreakerState::Open:
       return false;  // a connect that started before the breaker opened
-    case BreakerState::HalfOpen: {
-      const auto next = delay_ * policy_.backoff;
-      delay_ = std::min<std::chrono::milliseconds>(next, policy_.max_open_delay);
+    case BreakerState::HalfOpen:
+      back_off();
       trip(now);
       return true;
-    }
   }
   return false;
 }
@@ -59,8 +63,41 @@ bool CircuitBreaker::record_success() {
   failures_ = 0;
   if (!tripped_) return false;
   tripped_ = false;
+  probe_open_ = false;
   delay_ = policy_.open_delay;
   return true;
+}
+
+bool CircuitBreaker::probe_in_flight(TimePoint now) const {
+  return tripped_ && probe_open_ && now - probe_started_ < delay_;
+}
+
+std::optional<ProbeId> CircuitBreaker::start_probe(TimePoint now) {
+  if (state(now) != BreakerState::HalfOpen || probe_in_flight(now)) return std::nullopt;
+  // The last probe ran out of time without a verdict (a connect that hangs): as after a failure,
+  // the next one gets a longer delay, so that hanging connects do not pile up.
+  if (probe_open_) back_off();
+  probe_ = next_probe_++;
+  probe_open_ = true;
+  probe_started_ = now;
+  return probe_;
+}
+
+void CircuitBreaker::end_probe(ProbeId id, TimePoint now) {
+  if (id == probe_ && probe_in_flight(now)) probe_open_ = false;
+}
+
+std::optional<CircuitBreaker::TimePoint> CircuitBreaker::next_probe_at(TimePoint now) const {
+  switch (state(now)) {
+    case BreakerState::Closed:
+      return std::nullopt;
+    case BreakerState::Open:
+      return probe_at_;
+    case BreakerState::HalfOpen:
+      if (probe_in_flight(now)) return probe_started_ + delay_;
+      return now;
+  }
+  return std::nullopt;
 }
 
 std::chrono::nanoseconds CircuitBreaker::retry_after(TimePoint now) const {

@@ -194,6 +194,55 @@ TEST_CASE("the circuit breaker opens, probes half-open, and closes", "[pools]") 
   }
 }
 
+TEST_CASE("a breaker's probe that hangs, or leaves, never holds up the next one", "[pools]") {
+  Policy p{.capacity = 2, .bulkheads = {bulkhead("batch", 0, 0, 2, 8, 5000ms)}};
+  p.breaker = {
+      .failure_threshold = 1, .open_delay = 1000ms, .max_open_delay = 4000ms, .backoff = 2};
+  Script s(p);
+  REQUIRE(s.connect_failed().empty());
+  REQUIRE(s.a.next_probe_at(s.clock.now()) == s.clock.in(1000ms));
+  s.advance(1000ms);
+  REQUIRE(s.a.next_probe_at(s.clock.now()) == s.clock.now());
+  REQUIRE(s.acquire("batch") == "granted probe lease 1");
+  REQUIRE(s.a.next_probe_at(s.clock.now()) == s.clock.in(1000ms));
+
+  SECTION("its connect hangs: after the delay the next arrival probes, with the delay doubled") {
+    s.advance(999ms);
+    REQUIRE(s.acquire("batch") == "refused server_down");
+    s.advance(1ms);
+    REQUIRE(s.acquire("batch") == "granted probe lease 2");
+    REQUIRE(s.a.server_stats(s.clock.now()).probe == LeaseId{2});
+    REQUIRE(s.a.breaker_delay() == 2000ms);
+    REQUIRE(s.release(1, LeaseOutcome::Failed).empty());  // the hung one gives up: no effect
+    REQUIRE(s.a.server_stats(s.clock.now()).probe == LeaseId{2});
+    REQUIRE(s.acquire("batch") == "refused server_down");
+  }
+  SECTION("its client leaves: the next probe is due at once") {
+    s.advance(10ms);
+    REQUIRE(s.release(1, LeaseOutcome::Ignored).empty());
+    REQUIRE(s.a.next_probe_at(s.clock.now()) == s.clock.now());
+    REQUIRE(s.acquire("batch") == "granted probe lease 2");
+  }
+  SECTION("a background probe takes over from a hung probe lease") {
+    s.advance(1000ms);
+    const auto probe = s.a.start_probe(s.clock.now());
+    REQUIRE(probe.has_value());
+    s.check();
+    REQUIRE(s.a.server_stats(s.clock.now()).probe == std::nullopt);  // lease 1 is ordinary now
+    REQUIRE(s.acquire("batch") == "refused server_down");            // one probe in flight
+    REQUIRE(s.a.start_probe(s.clock.now()) == std::nullopt);
+    SECTION("ending without a verdict makes the next one due") {
+      s.a.end_probe(*probe, s.clock.now());
+      REQUIRE(s.acquire("batch") == "granted probe lease 2");
+    }
+    SECTION("its connect succeeds: closed") {
+      s.connect_succeeded();
+      REQUIRE(s.a.breaker_state(s.clock.now()) == BreakerState::Closed);
+      REQUIRE(s.acquire("batch") == "granted lease 2");
+    }
+  }
+}
+
 namespace {
 
 // 200 queue_full refusals whose drain estimate is (1 waiter + 1) x 300ms / 1 slot = 600ms.
