@@ -126,6 +126,13 @@ std::optional<BackendId> BackendBook::reserve_warm(PoolId pool, TimePoint now) {
   return add_entry(pool, now);
 }
 
+std::optional<BackendId> BackendBook::reserve_connect(PoolId pool, TimePoint now) {
+  const PoolCounts all = totals();
+  if (max_connecting_ > 0 && all.connecting >= max_connecting_) return std::nullopt;
+  if (all.total() >= max_) return std::nullopt;
+  return add_entry(pool, now);
+}
+
 void BackendBook::connected(BackendId id, TimePoint now, bool idle) {
   Entry* e = entries_.find(id);
   if (e == nullptr || e->state != BackendState::Connecting) return;

@@ -76,6 +76,10 @@ class BackendBook {
   std::optional<BackendId> take_idle(PoolId pool, TimePoint now, std::uint64_t home = 0);
   // Opens a connection that will go idle (min_pool_size warm-up); nullopt when there is no room.
   std::optional<BackendId> reserve_warm(PoolId pool, TimePoint now);
+  // Opens a connection that will go idle whatever the pool's minimum (a circuit breaker's
+  // background probe), within max_connections and the connections being opened at once;
+  // nullopt when there is no room.
+  std::optional<BackendId> reserve_connect(PoolId pool, TimePoint now);
   // Connecting -> Active (`idle` false) or Idle (`idle` true, warm-up).
   void connected(BackendId id, TimePoint now, bool idle);
   // Active -> Idle if `reusable` and not past its lifetime: returns true. Otherwise the entry is

@@ -629,7 +629,7 @@ void PoolManager::maintain(const asio::any_io_executor& ex, std::uint32_t max_me
 }
 
 awaitable<void> PoolManager::warm_up(Pool& pool, pools::BackendId id,
-                                     std::uint32_t max_message_size) {
+                                     std::uint32_t max_message_size, pools::ProbeId probe) {
   auto ex = co_await asio::this_coro::executor;
   ServerState& s = *pool.server;
   auto b = new_backend(ex, s, id);
@@ -644,12 +644,20 @@ awaitable<void> PoolManager::warm_up(Pool& pool, pools::BackendId id,
   auto err = co_await connect_backend(*b, server_cfg, pool.db.dbname, creds, {}, max_message_size);
   if (s.series != nullptr) s.series->observe_connect(Clock::now() - b->created);
   std::lock_guard lock(mu_);
+  if (err) {
+    log::pool().warn(
+        "backend_connect_failed server={} db={} user={} sqlstate={} reason=\"{}\" purpose={}",
+        s.cfg.name, pool.db.dbname, log::value(creds.user), err->sqlstate,
+        log::escaped(err->message), probe != 0 ? "breaker_probe" : "warm_up");
+  }
   if (err || closed_) {
     s.book.remove(id);
     if (err &&
         (!err->from_server || err->sqlstate.starts_with("57") || err->sqlstate.starts_with("53"))) {
       s.down_reason = err->message;
       connect_failed(s);
+    } else if (probe != 0) {
+      s.admission.end_probe(probe, Clock::now());  // no verdict: the next probe is due at once
     }
     b->close();
     co_return;

@@ -191,6 +191,14 @@ class PoolManager {
   // Periodic upkeep (call about once a second from one thread): closes idle backends past their
   // idle timeout or lifetime and opens warm-up connections for min_pool_size.
   void maintain(const asio::any_io_executor& ex, std::uint32_t max_message_size);
+  // The circuit breakers' background prober (call from one thread, again at the time it returns):
+  // for every server whose breaker has a probe due, a connect on `ex` without a client, with the
+  // credentials of one of its pools, so that recovery does not wait for client traffic. A success
+  // closes the breaker and leaves an idle backend. Returns when a probe is next due, at most a
+  // second away, and no later than a breaker's delay while a due probe could not start (no
+  // credentials known yet, no room for a connection).
+  std::chrono::steady_clock::time_point probe_servers(const asio::any_io_executor& ex,
+                                                      std::uint32_t max_message_size);
   // PAUSE / RESUME (database "" = all): while paused, a database's new transactions wait (up to
   // their bulkhead's max_wait) instead of taking a backend; running ones finish.
   void set_paused(const std::string& database, bool paused);
@@ -222,7 +230,9 @@ class PoolManager {
   bool still_usable(ServerState& s, const std::shared_ptr<Backend>& backend);
   std::shared_ptr<Backend> new_backend(const asio::any_io_executor& ex, ServerState& s,
                                        pools::BackendId id);
-  awaitable<void> warm_up(Pool& pool, pools::BackendId id, std::uint32_t max_message_size);
+  // Opens backend `id` of `pool` to go idle (a warm-up, or the breaker's background `probe`).
+  awaitable<void> warm_up(Pool& pool, pools::BackendId id, std::uint32_t max_message_size,
+                          pools::ProbeId probe = 0);
 
   std::mutex mu_;  // guards everything below and the mutable parts of Pool and ServerState
   std::unordered_map<std::string, std::unique_ptr<ServerState>> servers_;

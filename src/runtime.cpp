@@ -102,6 +102,7 @@ int Runtime::run() {
     asio::co_spawn(main_ctx, accept_loop(acceptor), log_exception("accept_loop"));
   }
   asio::co_spawn(main_ctx, maintenance_loop(), log_exception("maintenance_loop"));
+  asio::co_spawn(main_ctx, probe_loop(), log_exception("probe_loop"));
 
   signals_ = std::make_unique<asio::signal_set>(main_ctx, SIGINT, SIGTERM, SIGHUP);
   wait_for_signal();
@@ -173,6 +174,16 @@ awaitable<void> Runtime::maintenance_loop() {
     pools_->maintain(ex, cfg->max_message_size);
     pools_->reap_idle_pools(cfg->pool_idle_timeout);
     auth_query_service().maintain(std::chrono::steady_clock::now());  // idle auth_user conns
+  }
+}
+
+awaitable<void> Runtime::probe_loop() {
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer timer(ex);
+  while (!draining_) {
+    timer.expires_at(pools_->probe_servers(ex, config()->max_message_size));
+    error_code ec;
+    co_await timer.async_wait(ec_token(ec));
   }
 }
 

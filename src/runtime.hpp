@@ -97,6 +97,8 @@ class Runtime : public AdminActions {
  private:
   awaitable<void> accept_loop(std::shared_ptr<Acceptor> acceptor);
   awaitable<void> maintenance_loop();
+  // The circuit breakers' background prober: PoolManager::probe_servers() at the times it asks.
+  awaitable<void> probe_loop();
   void wait_for_signal();
   void on_signal(int signo);
   void begin_drain(bool wait_for_clients = false);
