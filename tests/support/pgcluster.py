@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -66,6 +67,23 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port_below(limit: int = 32768, lowest: int = 20000, attempts: int = 200) -> int:
+    """A free TCP port on 127.0.0.1 in [lowest, limit): below the kernel's ephemeral range
+    (32768 and up by default), so that a test opening hundreds of client connections cannot
+    have one of their local ports taken for, or colliding with, the listener. Same race as
+    free_port()."""
+    rng = random.Random()
+    for _ in range(attempts):
+        port = rng.randrange(lowest, limit)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise HarnessError(f"no free port in [{lowest}, {limit}) after {attempts} attempts")
 
 
 def port_accepts(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
