@@ -450,8 +450,9 @@ constexpr KeyInfo kKeys[] = {
    "Password of `user` towards the server (plain text or md5 hash); empty: from `auth_file`",
    {}, 0, 0, set<&Database::password>, show<&Database::password>, kSecret},
   {S::Database, "pool_mode", T::Enum, R"("session")", "", kRestart,
-   "`session`: a client keeps one backend until it disconnects; `transaction`: a backend is "
-   "held from the first message of a transaction to the ReadyForQuery that ends it",
+   "`session`: a client keeps one backend from its first message until it disconnects; "
+   "`transaction`: a backend is held from the first message of a transaction to the "
+   "ReadyForQuery that ends it",
    kPoolModes, 0, 0, set_pool_mode, show_pool_mode},
   {S::Database, "pool_size", T::Integer, "20", "", kReload,
    "Most backend connections per (database, user) pool",

@@ -6,9 +6,11 @@
 //      shutdown, the bulkhead's early refusal (nothing charged yet)
 //   3. authentication (trust, md5, SCRAM-SHA-256) against the auth file; then the bulkhead's
 //      max_clients and connection rate are charged
-//   4. database lookup, pool, slot, backend; parameter sync; welcome (ParameterStatus,
-//      BackendKeyData issued by Sluice, ReadyForQuery)
-//   5. relay until the client leaves or the backend fails (session pooling)
+//   4. database lookup, pool; welcome (ParameterStatus from the pool's known server values,
+//      BackendKeyData issued by Sluice, ReadyForQuery) without a backend; only a pool that has
+//      never connected one lends a backend (slot, backend, parameter sync) to the welcome
+//   5. relay: the first message takes a slot and a backend (transaction pooling: the first of
+//      each transaction), kept until the client leaves or the backend fails (session pooling)
 //   6. cleanup: reset query, backend back to the pool or closed, slot released
 //
 // The session lives on the executor of the thread that accepted it; terminate() may be called

@@ -59,7 +59,7 @@ struct Pool {
   std::uint32_t holders = 0;     // sessions holding it; guarded by PoolManager::mu_
   pools::TimePoint last_used{};  // when the last holder left; guarded by PoolManager::mu_
   // The ParameterStatus values a fresh backend of this pool reported (guarded by mu_): with them
-  // a transaction-pooling client logs in without taking a backend.
+  // a client logs in without taking a backend (in either pooling mode).
   std::optional<std::map<std::string, std::string>> server_defaults;
   // Traffic counters, added to by sessions without the lock.
   struct Traffic {

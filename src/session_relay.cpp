@@ -1,8 +1,8 @@
-// ClientSession, stages 4 to 6: attaching backends, relaying, and cleaning up. Session pooling
-// attaches one backend at login and keeps it; transaction pooling attaches a backend when the
-// client sends its first message of a transaction and gives it back at the ReadyForQuery that
-// leaves nothing outstanding (status idle, no Sync or Query unanswered, no extended-protocol
-// message waiting for its Sync, no message half-sent in either direction).
+// ClientSession, stages 4 to 6: attaching backends, relaying, and cleaning up. A client takes a
+// backend with its first message. Session pooling keeps it until the client leaves; transaction
+// pooling gives it back at the ReadyForQuery that leaves nothing outstanding (status idle, no
+// Sync or Query unanswered, no extended-protocol message waiting for its Sync, no message
+// half-sent in either direction).
 #include "protocol/messages.hpp"
 #include "protocol/session_features.hpp"
 #include "protocol/session_settings.hpp"
@@ -105,14 +105,14 @@ awaitable<bool> ClientSession::login_attach() {
   if (can_login) rt_.pools().learn_credentials(*pool_, creds);
   scram_keys_.reset();  // the pool has them now; nothing else needs them
 
-  if (tx_mode_) {
-    // The pool knows what the server reports: welcome the client without a backend (its
-    // settings are applied when its first transaction takes one), so that logging in never
-    // waits for, or is refused by, a saturated bulkhead.
-    if (auto defaults = rt_.pools().server_defaults(*pool_)) co_return co_await welcome(*defaults);
-  }
-  // Otherwise a backend now: the client must see the server's ParameterStatus values, with its
-  // own settings applied, before its first ReadyForQuery.
+  // Both pooling modes (issue 13): the pool knows what the server reports, so the client is
+  // welcomed without a backend and takes one with its first message (its settings reach that
+  // backend first). Logging in never waits for, or is refused by, a saturated bulkhead: clients
+  // that open their connections before using any cannot deadlock the pool.
+  if (auto defaults = rt_.pools().server_defaults(*pool_)) co_return co_await welcome(*defaults);
+  // Otherwise (the pool's first backend has not connected yet) a backend for the welcome: the
+  // client must see the server's ParameterStatus values, with its own settings applied, before
+  // its first ReadyForQuery. It goes back at once, as after a welcome from the pool's values.
   if (auto refusal = co_await acquire_backend(true)) {
     // At connect time every refusal is FATAL: the client has no session to go on with.
     co_await send_fatal(refusal->sqlstate, refusal->message, refusal->detail, refusal->hint);
@@ -124,13 +124,13 @@ awaitable<bool> ClientSession::login_attach() {
   pr::build_ready_for_query(out, pr::TxStatus::Idle);
   error_code ec;
   if (!co_await write_all(client_, out, ec)) co_return false;
-  if (tx_mode_) detach_backend();
+  detach_backend();
   co_return true;
 }
 
-// Transaction pooling, the pool's server parameters known: the client's expected settings are
-// the server's defaults overlaid with its startup parameters, as sync_parameters(login) would
-// settle them; they reach a backend at the client's first transaction.
+// The pool's server parameters known: the client's expected settings are the server's defaults
+// overlaid with its startup parameters, as sync_parameters(login) would settle them; they reach a
+// backend at the client's first message (transaction pooling: of each transaction).
 awaitable<bool> ClientSession::welcome(const std::map<std::string, std::string>& defaults) {
   Params desired;
   for (const auto& [name, value] : defaults) {
@@ -1130,7 +1130,7 @@ awaitable<void> ClientSession::relay(bool resumed, error_code wake) {
   bool readable = resumed;  // a parked wait has just seen the client readable
   // A client that has just logged in parks at once: its login's coroutine frames (run()) are the
   // largest, and an application often opens connections well before it uses them.
-  bool park_now = !resumed && tx_mode_;
+  bool park_now = !resumed;
   std::size_t need = 0;  // size of a message whose start is buffered and that must be whole
   for (;;) {
     // The session is to end (terminate(): its cancel may have found the relay busy rather than

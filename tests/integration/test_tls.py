@@ -96,6 +96,22 @@ def test_tls_clients_share_backends_in_transaction_mode(start_sluice, certs):
     assert 1 <= len(pids) <= 2  # 8 TLS clients over pool_size 2
 
 
+def test_tls_clients_log_in_to_a_busy_session_pool(start_sluice, certs):
+    # Session mode logs in without a backend (issue 13): the second TLS client is welcomed while
+    # the only backend is held, and gets it at its first query once the holder leaves.
+    sluice = start_sluice(config=tls_config(
+        certs, "require", databases={"app": {"pool_mode": "session", "pool_size": 1}}))
+    holder = psycopg.connect(sluice.conninfo(sslmode="require"), autocommit=True)
+    (pid,) = holder.execute("SELECT pg_backend_pid()").fetchone()
+    with psycopg.connect(sluice.conninfo(sslmode="require", connect_timeout=5,
+                                         application_name="second"), autocommit=True) as second:
+        assert second.pgconn.ssl_in_use
+        assert second.info.parameter_status("application_name") == "second"
+        threading.Timer(0.3, holder.close).start()
+        assert second.execute("SELECT pg_backend_pid(), current_setting('application_name')"
+                              ).fetchone() == (pid, "second")
+
+
 def test_pgbench_over_tls(start_sluice, certs, tmp_path):
     sluice = start_sluice(config=tls_config(certs, "require"))
     script = tmp_path / "tx.sql"
