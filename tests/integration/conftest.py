@@ -53,6 +53,10 @@ def pytest_configure(config):
         "markers", "sluice_config(config=None, users=None): config and auth-file overrides for "
                    "the `sluice` fixture (merged into pgcluster.default_config)")
     config.addinivalue_line("markers", f"timeout(seconds): time limit, default {DEFAULT_TIMEOUT}")
+    config.addinivalue_line(
+        "markers", "sluice_threads(n): every pooler the test starts runs n event-loop threads "
+                   "unless its config says otherwise; on a module, it also puts the file in the "
+                   "`threads` ctest label that the ThreadSanitizer build runs (.ci/run)")
 
 
 def pytest_runtest_setup(item):
@@ -112,11 +116,17 @@ def make_pooler(pg, config=None, users=None, **kwargs):
 @pytest.fixture
 def start_sluice(pg, request):
     """Factory: start_sluice(config={...}, users={...}) starts a pooler with that config merged
-    into the defaults and returns it. Everything started is stopped after the test; a pooler
-    that died without being signalled fails the test (a crash must not pass unnoticed)."""
+    into the defaults and returns it; under @pytest.mark.sluice_threads(n), with `threads = n`
+    unless that config names `threads`. Everything started is stopped after the test; a pooler
+    that died without being signalled, or whose log holds a sanitizer report, fails the test (a
+    crash or a data race must not pass unnoticed)."""
     started = []
+    threads = request.node.get_closest_marker("sluice_threads")
 
     def start(config=None, users=None, **kwargs):
+        if threads:
+            # Beneath the test's own config, which may still ask for another count.
+            config = pgcluster.merge({"threads": threads.args[0]}, config or {})
         pooler = make_pooler(pg, config, users, **kwargs)
         started.append(pooler)
         return pooler.start()
@@ -128,6 +138,11 @@ def start_sluice(pg, request):
         if not pooler.running() and not getattr(pooler, "signalled", False):
             crashed.append(f"{pooler.name} exited unexpectedly with code "
                            f"{pooler.proc.returncode}\n{pooler.log()}")
+        if isinstance(pooler, pgcluster.PoolerProcess):
+            pooler.stop()  # LeakSanitizer reports at exit
+            report = pooler.sanitizer_report()
+            if report:
+                crashed.append(f"{pooler.name} reported a sanitizer error\n{report}")
         failed = any(getattr(request.node, f"rep_{phase}", None) is not None
                      and getattr(request.node, f"rep_{phase}").failed
                      for phase in ("setup", "call"))

@@ -16,7 +16,7 @@ import pgwire
 from admin_console import ADMIN_PASSWORD, STATS_PASSWORD, USERS, Admin
 from concurrency import run_threads
 
-pytestmark = [pytest.mark.targets("sluice")]
+pytestmark = [pytest.mark.targets("sluice"), pytest.mark.sluice_threads(2)]
 
 BASE = {
     "admin_users": ["sluice_admin"],

@@ -16,7 +16,7 @@ import pytest
 import pgcluster
 import pgwire
 
-pytestmark = [pytest.mark.targets("sluice")]
+pytestmark = [pytest.mark.targets("sluice"), pytest.mark.sluice_threads(2)]
 
 HINT = re.compile(r"retry after (\d+) ms")
 

@@ -17,6 +17,8 @@ import pytest
 import pgwire
 from pgcluster import port_accepts
 
+pytestmark = pytest.mark.sluice_threads(2)
+
 ONE_BACKEND = {"databases": {"app": {"pool_size": 1}}}
 
 

@@ -22,7 +22,7 @@ import pytest
 import pgcluster
 import pgwire
 
-pytestmark = [pytest.mark.targets("sluice")]
+pytestmark = [pytest.mark.targets("sluice"), pytest.mark.sluice_threads(2)]
 
 CANCEL_REQUEST_CODE = 80877102
 BURST, RATE = 40, 20  # CancelRateLimiter's defaults

@@ -31,6 +31,8 @@ import pytest
 
 from conftest import TARGET
 
+pytestmark = pytest.mark.sluice_threads(2)
+
 JAR = Path("/usr/share/java/postgresql.jar")
 SOURCE = Path(__file__).resolve().parent / "java" / "PgJdbcCheck.java"
 

@@ -13,6 +13,8 @@ import pgwire
 from conftest import expected_sqlstate
 from pgcluster import port_accepts
 
+pytestmark = pytest.mark.sluice_threads(2)
+
 THREE_CLIENTS = {"max_client_conn": 3}
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from pgcluster import clean_env
 
+pytestmark = pytest.mark.sluice_threads(2)
+
 
 def pgbench(target, *args, timeout):
     env = clean_env(PGPASSWORD="alice-secret", PGCONNECT_TIMEOUT="10")

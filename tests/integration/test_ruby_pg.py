@@ -26,6 +26,8 @@ import pytest
 
 from conftest import TARGET, TENANT_SCHEMAS
 
+pytestmark = pytest.mark.sluice_threads(2)
+
 SCRIPT = Path(__file__).resolve().parent / "ruby" / "rails_pattern.rb"
 CONNECTIONS = 8
 TRANSACTION_POOL = 3

@@ -23,7 +23,7 @@ from admin_console import USERS, Admin
 from concurrency import run_threads
 from pgcluster import free_port_below
 
-pytestmark = [pytest.mark.targets("sluice")]
+pytestmark = [pytest.mark.targets("sluice"), pytest.mark.sluice_threads(2)]
 
 CLIENTS = 200
 BACKENDS = 10

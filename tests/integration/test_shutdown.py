@@ -13,7 +13,7 @@ import pytest
 
 import pgwire
 
-pytestmark = pytest.mark.targets("sluice")
+pytestmark = [pytest.mark.targets("sluice"), pytest.mark.sluice_threads(2)]
 
 SLACK = 5  # seconds allowed beyond shutdown_timeout for signal delivery and process exit
 

@@ -25,7 +25,7 @@ from admin_console import USERS
 from concurrency import run_threads
 from pgcluster import clean_env
 
-pytestmark = [pytest.mark.targets("sluice")]
+pytestmark = [pytest.mark.targets("sluice"), pytest.mark.sluice_threads(2)]
 
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
 

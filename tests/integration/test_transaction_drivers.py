@@ -32,7 +32,7 @@ from pgwire import message
 POOL_SIZE = 2
 TRANSACTION_MODE = {"databases": {"app": {"pool_mode": "transaction", "pool_size": POOL_SIZE}}}
 
-pytestmark = pytest.mark.sluice_config(config=TRANSACTION_MODE)
+pytestmark = [pytest.mark.sluice_config(config=TRANSACTION_MODE), pytest.mark.sluice_threads(2)]
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 # Backend counts are only bounded by pool_size behind a pooler (not with SLUICE_TEST_TARGET=direct).

@@ -21,7 +21,7 @@ POOL_SIZE = 8
 CLIENTS = 64
 TRANSACTION_MODE = {"databases": {"app": {"pool_mode": "transaction", "pool_size": POOL_SIZE}}}
 
-pytestmark = pytest.mark.sluice_config(config=TRANSACTION_MODE)
+pytestmark = [pytest.mark.sluice_config(config=TRANSACTION_MODE), pytest.mark.sluice_threads(2)]
 
 
 def pgbench(target, *args, timeout, pg=None):

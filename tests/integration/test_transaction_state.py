@@ -32,7 +32,7 @@ def tx_config(pool_size=POOL_SIZE, **extra):
             "query_wait_timeout": "10s", **extra}
 
 
-pytestmark = pytest.mark.sluice_config(config=tx_config())
+pytestmark = [pytest.mark.sluice_config(config=tx_config()), pytest.mark.sluice_threads(2)]
 
 
 def wait_until(predicate, timeout, interval=0.05):

@@ -490,6 +490,11 @@ def default_users() -> dict[str, str]:
 # ---- pooler processes ------------------------------------------------------------------------
 
 
+# The first line of an AddressSanitizer, LeakSanitizer or ThreadSanitizer report, or of an
+# UndefinedBehaviorSanitizer one ("file:line:col: runtime error: ...").
+SANITIZER_REPORT = re.compile(r"(?:ERROR|WARNING): \w*Sanitizer|: runtime error: ")
+
+
 def sluice_binary() -> Path:
     """$SLUICE_BIN, else build/sluice in the repository (tests/support/../../build/sluice)."""
     env = os.environ.get("SLUICE_BIN")
@@ -545,6 +550,19 @@ class PoolerProcess:
 
     def log(self) -> str:
         return tail(self.log_file) if self.log_to_file else ""
+
+    def sanitizer_report(self, limit: int = 8000) -> str:
+        """The log from its first sanitizer report on (a -DSLUICE_SANITIZE build writes them to
+        stderr), else "". A ThreadSanitizer race or a leak found at exit does not stop the
+        process, so only the log shows it."""
+        if not self.log_to_file:
+            return ""
+        try:
+            data = self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+        found = SANITIZER_REPORT.search(data)
+        return data[found.start():found.start() + limit] if found else ""
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -623,6 +641,13 @@ class SluiceProcess(PoolerProcess):
     @property
     def config_path(self) -> Path:
         return self.workdir / "sluice.toml"
+
+    def sanitizer(self) -> str | None:
+        """"asan" or "tsan" when the running binary is a -DSLUICE_SANITIZE build (GCC maps the
+        sanitizer's runtime library), else None. Their allocators and shadow memory inflate RSS,
+        so memory bounds hold only without them."""
+        maps = Path(f"/proc/{self.proc.pid}/maps").read_text()
+        return next((name for name in ("asan", "tsan") if f"/lib{name}.so" in maps), None)
 
     def prepare(self) -> list[str]:
         if not self.binary.exists():

@@ -605,6 +605,9 @@ TEST_CASE("close_all refuses the waiters of every thread", "[src][threads]") {
     CHECK(waiters.early_refused == 0);
     CHECK(waiters.other == 0);
     CHECK(slots(pm).waiting == 0);
+    // The blockers count into `blockers` until `until`: they must end before it goes out of scope.
+    REQUIRE(wait_until([&] { return loops.pending() == 0; }, 2s));
+    CHECK(blockers.granted == static_cast<int>(kPoolSize));
   }
 
   SECTION("close_all racing busy grants and releases") {
