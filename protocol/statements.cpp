@@ -79,6 +79,8 @@ ResponseEdits::Edit ResponseEdits::on_backend_message(char type,
     case '3': {  // CloseComplete
       if (empty()) return Edit::Keep;
       Edit e = front().edit;
+      // A ParseComplete for a Parse that created a backend statement: parsed without error.
+      if (type == '1' && !front().prepared.empty()) confirmed_ = std::move(front().prepared);
       pop_front();
       return e == Edit::SeriesMarker ? Edit::Drop : e;
     }
@@ -137,6 +139,7 @@ void ResponseEdits::clear() {
   sent_groups_ = received_groups_ = 0;
   skipped_groups_ = 0;
   skipping_to_sync_ = false;
+  confirmed_.clear();
 }
 
 // ---- StatementMapper -------------------------------------------------------------------------

@@ -95,6 +95,10 @@ class ResponseEdits {
   // FunctionCall that it skipped to the Sync after an extended-protocol error
   // (append_series_marker()). Each had been counted as sent.
   std::uint32_t take_skipped_groups() { return std::exchange(skipped_groups_, 0); }
+  // The backend statement whose ParseComplete on_backend_message() last saw (a Parse that
+  // created one: the client's, rewritten, or one Sluice sent ahead of a Bind), or "" if none
+  // since the last call. That definition parsed without error on this backend.
+  std::string take_confirmed() { return std::exchange(confirmed_, std::string()); }
   bool empty() const { return head_ == pending_.size(); }
   void clear();
   // Records a refusal sent in place of a client message: `error` is the ErrorResponse the client
@@ -127,6 +131,7 @@ class ResponseEdits {
   std::uint64_t received_groups_ = 0;
   std::uint32_t skipped_groups_ = 0;
   bool skipping_to_sync_ = false;  // after an error before a marker, until the Sync's answer
+  std::string confirmed_;          // take_confirmed()
 };
 
 // Goes before a Query or FunctionCall that follows extended-protocol messages not yet closed by

@@ -19,6 +19,7 @@
 #include "pools/bulkhead_admission.hpp"
 #include "src/asio_prelude.hpp"
 #include "src/backend.hpp"
+#include "src/known_statements.hpp"
 #include "src/metrics.hpp"
 #include "src/snapshot.hpp"
 
@@ -61,6 +62,9 @@ struct Pool {
   // The ParameterStatus values a fresh backend of this pool reported (guarded by mu_): with them
   // a client logs in without taking a backend (in either pooling mode).
   std::optional<std::map<std::string, std::string>> server_defaults;
+  // Definitions a backend of this pool has parsed (transaction pooling): a client's PQprepare of
+  // one is answered without a backend. Thread-safe on its own.
+  KnownStatements known_statements;
   // Traffic counters, added to by sessions without the lock.
   struct Traffic {
     std::atomic<std::uint64_t> transactions{0}, queries{0}, bytes_in{0}, bytes_out{0};

@@ -792,6 +792,9 @@ pr::ResponseEdits::Edit ClientSession::apply_response_edits(char type) {
   batch.not_prepared.clear();
   batch.not_defined.clear();
   const auto edit = edits_.on_backend_message(type, batch.not_prepared, batch.not_defined);
+  if (std::string parsed = edits_.take_confirmed(); !parsed.empty()) {
+    pool_->known_statements.confirmed(parsed);
+  }
   for (const auto& name : batch.not_prepared) backend_->statements.erase(name);
   for (const auto& name : batch.not_defined) statements_.forget(name);
   // Queries the backend skipped after an extended-protocol error get no ReadyForQuery.
@@ -830,22 +833,6 @@ bool ClientSession::hand_back() {
   detach_backend();
   backend_pump_stopped();
   return false;
-}
-
-// An ErrorResponse 26000 (prepared statement does not exist) for a statement Sluice named: the
-// backend lost its statements in a way Sluice did not see (a DISCARD or DEALLOCATE inside a
-// function, say). Its cache is emptied, so every statement is prepared again at its next use.
-// Returns whether `msg` is such an error.
-bool ClientSession::forget_lost_statements(pr::ByteView msg) {
-  if (backend_->statements.size() == 0) return false;
-  std::string_view raw(reinterpret_cast<const char*>(msg.data()), msg.size());
-  if (raw.find("\"sluice_") == std::string_view::npos) return false;
-  auto fields = pr::read_error_fields(msg);
-  if (!fields || fields->sqlstate() != "26000") return false;
-  log::session().warn("backend_statements_lost session={} backend_pid={} cached={}", key_pid_,
-                      backend_->pid, backend_->statements.size());
-  backend_->statements.clear();
-  return true;
 }
 
 // The pump stops with the backend still attached: an error on either side, or the relay's end.
@@ -949,29 +936,6 @@ bool ClientSession::rewrite_client_message(pr::ByteView view, const pr::ScanStep
     run_start = at + replaced;
   }
   return true;
-}
-
-// A named Parse followed by a Sync, outside a transaction, only prepares (libpq's PQprepare):
-// Sluice records the definition and answers the Parse itself (the Sync is answered without a
-// backend too); the statement is parsed on a backend by its first Bind or Describe, as on any
-// backend that lacks it. Otherwise a client preparing synchronously would wait for a backend that
-// only its own thread can free, when that thread's other clients hold every backend in open
-// transactions (pgbench -M prepared). The price: an invalid statement is reported at its first
-// use rather than by its Parse. Returns false, changing nothing, when the Parse must go to a
-// backend.
-bool ClientSession::prepare_without_backend(pr::ByteView view, const pr::ScanStep& step,
-                                            std::size_t at) {
-  if (!tx_mode_ || pinned_ || step.kind != pr::ScanStep::Kind::Message) return false;
-  const std::size_t next = at + step.n;
-  if (next >= view.size() || static_cast<char>(view[next]) != pr::fe::kSync) return false;
-  pr::ByteView msg = view.subspan(at, step.n);
-  auto parse = pr::read_parse(msg);
-  // A statement that would pin the client is prepared on a backend, which the client then keeps.
-  if (!parse || parse->statement.empty() ||
-      pr::detect_session_feature(parse->query) != pr::SessionFeature::None) {
-    return false;
-  }
-  return statements_.define(msg);
 }
 
 // ---- client to backend -----------------------------------------------------------------------

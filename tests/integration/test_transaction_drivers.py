@@ -615,11 +615,33 @@ def test_errors_name_the_clients_statement(sluice):
                                   ' "needs_one" requires 1')
 
 
+def test_a_prepare_of_an_invalid_statement_fails_at_prepare(sluice):
+    # libpq's PQprepare (Parse then Sync) outside a transaction: PostgreSQL reports an invalid
+    # statement there, and applications validate statements by preparing them.
+    with psycopg_connect(sluice) as conn:
+        res = conn.pgconn.prepare(b"bad", b"SELECT * FROM no_such_table_for_prepare")
+        assert res.status == psycopg.pq.ExecStatus.FATAL_ERROR
+        assert res.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"42P01"
+        res = conn.pgconn.prepare(b"bad_syntax", b"SELEC 1")
+        assert res.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"42601"
+        # A valid one prepares, and runs; the failed names were never defined.
+        res = conn.pgconn.prepare(b"good", b"SELECT $1::int + 1")
+        assert res.status == psycopg.pq.ExecStatus.COMMAND_OK
+        res = conn.pgconn.exec_prepared(b"good", [b"41"])
+        assert res.status == psycopg.pq.ExecStatus.TUPLES_OK and res.get_value(0, 0) == b"42"
+        res = conn.pgconn.exec_prepared(b"bad", [])
+        assert res.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"26000"
+
+
 @pytest.mark.targets("sluice")
-def test_prepare_outside_a_transaction_needs_no_backend(sluice):
-    # libpq's PQprepare is Parse then Sync. Outside a transaction Sluice answers it itself, so a
-    # client that prepares while every backend is held (by clients of its own thread, in
-    # pgbench -M prepared) is not queued; its first Bind prepares the statement on a backend.
+def test_prepare_of_a_known_statement_needs_no_backend(sluice):
+    # Outside a transaction, a PQprepare of a definition that a backend of the pool has already
+    # parsed is answered by Sluice itself, so a client that prepares while every backend is held
+    # (by clients of its own thread, in pgbench -M prepared) is not queued; its first Bind
+    # prepares the statement on a backend.
+    with raw_connect(sluice) as first:
+        first.send(parse_msg("first", "SELECT $1::int * 2", [23]) + SYNC)
+        assert read_until_ready(first) == [("1", None), ("Z", "I")]
     holders = [psycopg_connect(sluice, autocommit=False) for _ in range(POOL_SIZE)]
     try:
         for conn in holders:
@@ -627,26 +649,25 @@ def test_prepare_outside_a_transaction_needs_no_backend(sluice):
         with raw_connect(sluice) as client:
             client.send(parse_msg("later", "SELECT $1::int * 2", [23]) + SYNC)
             assert read_until_ready(client, timeout=5) == [("1", None), ("Z", "I")]
-            # An invalid statement too: PostgreSQL would refuse this Parse; here its first use
-            # reports the error, and every later use again.
+            # A definition no backend has parsed goes to one, which PostgreSQL must judge: it
+            # waits for a backend, and its error comes at the Parse.
             client.send(parse_msg("broken", "SELECT * FROM no_such_table_for_prepare") + SYNC)
-            assert read_until_ready(client, timeout=5) == [("1", None), ("Z", "I")]
-            # Redefining a name goes to a backend (for PostgreSQL's 42P05): it waits for one.
-            client.send(parse_msg("later", "SELECT 3") + SYNC)
             time.sleep(0.3)
             released = holders.pop()
             released.rollback()
             released.close()
             got = read_until_ready(client)
+            assert kinds(got) == ["E", "Z"] and got[0][1]["C"] == "42P01", got
+            # Redefining a name goes to a backend (for PostgreSQL's 42P05).
+            client.send(parse_msg("later", "SELECT 3") + SYNC)
+            got = read_until_ready(client)
             assert kinds(got) == ["E", "Z"] and got[0][1]["C"] == "42P05", got
             client.send(bind_msg("later", [21]) + execute_msg() + SYNC)
             assert read_until_ready(client) == [("2", None), ("D", ["42"]), ("C", "SELECT 1"),
                                                 ("Z", "I")]
-            for _ in range(2):
-                client.send(bind_msg("broken") + execute_msg() + SYNC)
-                got = read_until_ready(client)
-                assert kinds(got) == ["E", "Z"], got
-                assert got[0][1]["C"] == "42P01", got
+            client.send(bind_msg("broken") + execute_msg() + SYNC)
+            got = read_until_ready(client)
+            assert kinds(got) == ["E", "Z"] and got[0][1]["C"] == "26000", got
             # Inside a transaction a Parse goes to the backend and fails as in PostgreSQL.
             client.send(query_msg("BEGIN"))
             assert read_until_ready(client) == [("C", "BEGIN"), ("Z", "T")]

@@ -121,7 +121,8 @@ def test_pgbench_init_through_the_pooler(pg, sluice):
 # like script, other clients of the same thread may hold every backend in an open transaction,
 # waiting for that thread to send their next command: if the pooler needed a backend to answer
 # that Parse, nothing would move until query_wait_timeout. Sluice answers a Parse+Sync outside a
-# transaction itself, so the prepared TPC-B run shares 2 pgbench threads among 64 clients too.
+# transaction itself once a backend of the pool has parsed that statement (every client prepares
+# the same ones), so the prepared TPC-B run shares 2 pgbench threads among 64 clients too.
 RUNS = [
     # (id, pgbench arguments, transactions per client)
     ("select-only-simple", ["-S", "-M", "simple", "-j", "2"], 200),

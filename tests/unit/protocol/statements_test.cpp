@@ -289,6 +289,39 @@ TEST_CASE("a Bind of a statement the backend lacks injects its Parse first", "[p
   }
 }
 
+TEST_CASE("a ParseComplete names the backend statement it confirms, once", "[protocol]") {
+  StatementMapper m(fake_name);
+  BackendStatementCache cache(10);
+  ResponseEdits edits;
+  Buffer out;
+  const std::string x = backend_name("SELECT $1");
+  REQUIRE(rewrite(m, parse("S", "SELECT $1"), cache, edits, out) == Outcome::Rewritten);
+  CHECK(answer(edits, "3") == std::vector<Edit>{Edit::Drop});  // the Close ahead of the Parse
+  CHECK(edits.take_confirmed().empty());
+  CHECK(answer(edits, "1") == std::vector<Edit>{Edit::Keep});
+  CHECK(edits.take_confirmed() == x);
+  CHECK(edits.take_confirmed().empty());
+
+  SECTION("a Parse Sluice sends ahead of a Bind confirms too") {
+    BackendStatementCache other(10);
+    REQUIRE(rewrite(m, bind("p", "S", {"1"}), other, edits, out) == Outcome::Rewritten);
+    answer(edits, "31");
+    CHECK(edits.take_confirmed() == x);
+  }
+  SECTION("a Parse that fails confirms nothing") {
+    BackendStatementCache other(10);
+    REQUIRE(rewrite(m, parse("T", "SELECT nope"), other, edits, out) == Outcome::Rewritten);
+    edits.group_sent();
+    answer(edits, "3EZ");
+    CHECK(edits.take_confirmed().empty());
+  }
+  SECTION("an unnamed Parse confirms nothing") {
+    REQUIRE(rewrite(m, parse("", "SELECT 2"), cache, edits, out) == Outcome::Forward);
+    answer(edits, "1");
+    CHECK(edits.take_confirmed().empty());
+  }
+}
+
 TEST_CASE("a Describe of a statement the backend lacks injects its Parse first", "[protocol]") {
   StatementMapper m(fake_name);
   BackendStatementCache first_backend(10);
