@@ -1,5 +1,7 @@
 // auth_query's connections come out of each server's max_connections (issue 12, item 6):
 // Config::backend_capacity and the checks that keep at least one backend slot.
+#include "tests/unit/config/parse_helpers.hpp"
+
 #include "config/config.hpp"
 
 #include <catch2/catch.hpp>
@@ -8,25 +10,9 @@
 #include <vector>
 
 using namespace sluice::config;
+using namespace sluice::config::test;
 
 namespace {
-
-Config parse_ok(const std::string& text) {
-  auto parsed = parse_config(text, "t.toml");
-  if (!parsed) {
-    for (const Diagnostic& d : parsed.error()) UNSCOPED_INFO(d.to_string());
-  }
-  REQUIRE(parsed);
-  return std::move(parsed).value();
-}
-
-std::vector<std::string> errors_of(const std::string& text) {
-  const auto parsed = parse_config(text, "t.toml");
-  REQUIRE_FALSE(parsed);
-  std::vector<std::string> out;
-  for (const Diagnostic& d : parsed.error()) out.push_back(d.to_string());
-  return out;
-}
 
 // Lines 1-6.
 std::string config_with(const std::string& auth_user, int max_connections) {

@@ -1,4 +1,6 @@
 // [[bulkheads]], metrics_listen and statement_timeout_grace: parsing, defaults and validation.
+#include "tests/unit/config/parse_helpers.hpp"
+
 #include "config/config.hpp"
 #include "config/keys.hpp"
 
@@ -8,26 +10,10 @@
 #include <vector>
 
 using namespace sluice::config;
+using namespace sluice::config::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-Config parse_ok(const std::string& text) {
-  auto parsed = parse_config(text, "t.toml");
-  if (!parsed) {
-    for (const Diagnostic& d : parsed.error()) UNSCOPED_INFO(d.to_string());
-  }
-  REQUIRE(parsed);
-  return std::move(parsed).value();
-}
-
-std::vector<std::string> errors_of(const std::string& text) {
-  const auto parsed = parse_config(text, "t.toml");
-  REQUIRE_FALSE(parsed);
-  std::vector<std::string> out;
-  for (const Diagnostic& d : parsed.error()) out.push_back(d.to_string());
-  return out;
-}
 
 // Lines 1-4; bulkheads start on line 5.
 constexpr const char* kOneServer = R"(auth_type = "trust"

@@ -1,5 +1,7 @@
 #include "config/config.hpp"
 
+#include "tests/unit/config/parse_helpers.hpp"
+
 #include "config/keys.hpp"
 
 #include <catch2/catch.hpp>
@@ -11,6 +13,7 @@
 #include <vector>
 
 using namespace sluice::config;
+using namespace sluice::config::test;
 using namespace std::chrono_literals;
 
 namespace {
@@ -20,23 +23,6 @@ constexpr const char* kMinimal = R"(auth_file = "users.txt"
 [servers.main]
 [databases.app]
 )";
-
-Config parse_ok(const std::string& text, const std::string& source = "t.toml") {
-  auto parsed = parse_config(text, source);
-  if (!parsed) {
-    for (const Diagnostic& d : parsed.error()) UNSCOPED_INFO(d.to_string());
-  }
-  REQUIRE(parsed);
-  return std::move(parsed).value();
-}
-
-std::vector<std::string> errors_of(const std::string& text) {
-  const auto parsed = parse_config(text, "t.toml");
-  REQUIRE_FALSE(parsed);
-  std::vector<std::string> out;
-  for (const Diagnostic& d : parsed.error()) out.push_back(d.to_string());
-  return out;
-}
 
 }  // namespace
 

@@ -1,5 +1,7 @@
 #include "config/keys.hpp"
 
+#include "tests/unit/config/parse_helpers.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -11,6 +13,7 @@
 #include <vector>
 
 using namespace sluice::config;
+using namespace sluice::config::test;
 
 namespace {
 
@@ -19,15 +22,6 @@ constexpr const char* kMinimal = "auth_file = \"users.txt\"\n[servers.main]\n[da
 // kMinimal plus the smallest bulkhead, so that every section has one instance.
 constexpr const char* kMinimalBulkhead =
     "auth_file = \"users.txt\"\n[servers.main]\n[databases.app]\n[[bulkheads]]\nname = \"b\"\n";
-
-Config parse_ok(const std::string& text) {
-  auto parsed = parse_config(text, "t.toml");
-  if (!parsed) {
-    for (const Diagnostic& d : parsed.error()) UNSCOPED_INFO(d.to_string());
-  }
-  REQUIRE(parsed);
-  return std::move(parsed).value();
-}
 
 // A valid file with `key` set to `value` (TOML text); `line` receives the key's line number.
 // pool_size is raised so that min_pool_size can take its whole range, and a bulkhead's server
