@@ -136,14 +136,15 @@ class Run {
     }
     if (pending.empty()) return;
     const std::size_t i = pending[pick(pending.size())];
-    Connect& c = connects_[i];
+    // A copy: grants() appends to connects_, which would leave a reference dangling.
+    const Connect c = connects_[i];
     switch (pick(8)) {
       case 0:  // the server answered: success
         observe([&] {
           s_.a.record_connect_success(now());
           verdict();
         });
-        c.done = true;
+        connects_[i].done = true;
         break;
       case 1:  // the connect failed (maybe long after its probe's delay): its lease ends Failed
         observe([&] {
@@ -166,8 +167,8 @@ class Run {
         connects_.erase(connects_.begin() + static_cast<std::ptrdiff_t>(i));
         break;
       case 3:  // it hangs for good: nothing ever comes back, its lease is never released
-        c.done = true;
-        c.lease.reset();
+        connects_[i].done = true;
+        connects_[i].lease.reset();
         break;
       default:  // still hanging for now; it may answer later
         break;
