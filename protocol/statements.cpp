@@ -84,15 +84,22 @@ ResponseEdits::Edit ResponseEdits::on_backend_message(char type,
       pop_front();
       return e == Edit::SeriesMarker ? Edit::Drop : e;
     }
-    case 'E':  // ErrorResponse: the backend now skips to the end of the current group
+    case 'E': {  // ErrorResponse: the backend now skips to the end of the current group
+      // A group not yet ended by a Query, Sync or FunctionCall is an extended-protocol series:
+      // the backend skips to its Sync, past any Query the client sends before it (whose marker
+      // is then found pending when that Sync is answered).
+      const bool open_group = received_groups_ == sent_groups_;
       if (drop_group(received_groups_, not_prepared, not_defined)) {
         // An extended-protocol error before this group's Query: the backend skips to the Sync,
         // past that Query (this group gets no ReadyForQuery) and any later one.
         ++received_groups_;
         ++skipped_groups_;
         skipping_to_sync_ = true;
+      } else if (open_group) {
+        skipping_to_sync_ = true;
       }
       return Edit::Keep;
+    }
     case 'Z':  // ReadyForQuery ends a group; entries still pending were skipped after an error
       if (std::exchange(skipping_to_sync_, false)) {
         // The Sync's: every group before it was sent by now, and those ended by a Query (each

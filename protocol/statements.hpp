@@ -130,7 +130,7 @@ class ResponseEdits {
   std::uint64_t sent_groups_ = 0;
   std::uint64_t received_groups_ = 0;
   std::uint32_t skipped_groups_ = 0;
-  bool skipping_to_sync_ = false;  // after an error before a marker, until the Sync's answer
+  bool skipping_to_sync_ = false;  // after an extended-protocol error, until the Sync's answer
   std::string confirmed_;          // take_confirmed()
 };
 

@@ -236,6 +236,8 @@ class Session {
                                                         edits_, out, consumed);
     check();
     if (outcome == Outcome::Malformed) return client(msg);  // Sluice waits for more and retries
+    // As client() counts a Bind.
+    unsynced_ = true;
     SLUICE_FUZZ_CHECK(consumed <= prefix.size());
     if (outcome == Outcome::Forward) {
       send(whole);

@@ -12,6 +12,7 @@ import asyncio
 import psycopg
 import pytest
 
+from pgwire import message
 from test_transaction_drivers import (SYNC, asyncpg_args, bind_msg, execute_msg, kinds,
                                       parse_msg, query_msg, raw_connect, read_until_ready)
 
@@ -151,6 +152,27 @@ def test_a_query_skipped_after_an_extended_protocol_error_leaves_nothing_outstan
         client.send(parse_msg("", "SELECT 1") + query_msg("SELECT 'ran'") + SYNC)
         got = read_until_ready(client, count=2)
         assert kinds(got) == ["1", "T", "D", "C", "Z", "Z"], got
+        # With the client still connected, its one backend serves another client.
+        with psycopg.connect(sluice.conninfo(), autocommit=True) as other:
+            assert other.execute("SELECT 'other'").fetchone() == ("other",)
+        client.send(query_msg("SELECT 'still here'"))
+        assert kinds(read_until_ready(client)) == ["T", "D", "C", "Z"]
+
+
+@pytest.mark.targets("sluice")
+@pytest.mark.timeout(60)
+@pytest.mark.sluice_config(config={**ONE_BACKEND, "query_wait_timeout": "3s"})
+def test_a_query_sent_after_the_series_error_arrived_leaves_nothing_outstanding(sluice):
+    """As above, but the client reads the error (it sent a Flush) before it sends the Query:
+    the backend still skips the Query to the Sync, and Sluice must not wait for its
+    ReadyForQuery either."""
+    with raw_connect(sluice) as client:
+        client.send(parse_msg("", "SELEC broken") + message(b"H"))
+        kind, _ = client.read_message(timeout=10)
+        assert kind == b"E"
+        client.send(query_msg("SELECT 'skipped'") + SYNC)
+        got = read_until_ready(client)
+        assert kinds(got) == ["Z"], got
         # With the client still connected, its one backend serves another client.
         with psycopg.connect(sluice.conninfo(), autocommit=True) as other:
             assert other.execute("SELECT 'other'").fetchone() == ("other",)

@@ -106,5 +106,26 @@ TEST_CASE("every Query up to the Sync is skipped, also those sent after the erro
   CHECK(b.skipped == 2);
 }
 
+TEST_CASE("a Query sent after the series' error already arrived is skipped too") {
+  // Bind (fails) and Flush: the client reads the error, then sends a Query and a Sync.
+  Backend b;
+  b.edits.expect(Edit::Keep, "sluice_1", "s1");
+  CHECK(b.answer('E') == Edit::Keep);
+  CHECK(b.not_defined == std::vector<std::string>{"s1"});
+  CHECK(b.skipped == 0);
+  b.query();
+  b.edits.group_sent();  // Sync
+  CHECK(b.answer('Z') == Edit::Keep);
+  CHECK(b.skipped == 1);  // the Query's group: its ReadyForQuery never comes
+  CHECK(b.edits.empty());
+  // And the next group is counted as usual.
+  b.edits.expect(Edit::Drop);
+  b.edits.group_sent();
+  CHECK(b.answer('1') == Edit::Drop);
+  CHECK(b.answer('Z') == Edit::Keep);
+  CHECK(b.skipped == 1);
+  CHECK(b.edits.empty());
+}
+
 }  // namespace
 }  // namespace sluice::protocol
