@@ -1,5 +1,6 @@
 #include "protocol/statements.hpp"
 
+#include "protocol/builders.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/session_features.hpp"
 #include "protocol/text.hpp"
@@ -74,6 +75,18 @@ bool ResponseEdits::group_has_marker(std::uint64_t group) const {
 ResponseEdits::Edit ResponseEdits::on_backend_message(char type,
                                                       std::vector<std::string>& not_prepared,
                                                       std::vector<std::string>& not_defined) {
+  if (!next_ready_is_private()) return on_message(type, not_prepared, not_defined);
+  // Sluice's own group: its statements are accounted for as any, and nothing reaches the client.
+  const Edit edit = on_message(type, not_prepared, not_defined);
+  if (type == 'Z' && ++private_head_ == private_groups_.size()) {
+    private_groups_.clear();
+    private_head_ = 0;
+  }
+  return type == '1' || type == '3' || type == 'E' || type == 'Z' ? Edit::Drop : edit;
+}
+
+ResponseEdits::Edit ResponseEdits::on_message(char type, std::vector<std::string>& not_prepared,
+                                              std::vector<std::string>& not_defined) {
   switch (type) {
     case '1':    // ParseComplete
     case '3': {  // CloseComplete
@@ -145,6 +158,8 @@ void ResponseEdits::clear() {
   head_ = 0;
   sent_groups_ = received_groups_ = 0;
   skipped_groups_ = 0;
+  private_groups_.clear();
+  private_head_ = 0;
   skipping_to_sync_ = false;
   confirmed_.clear();
 }
@@ -319,10 +334,10 @@ const StatementDef* StatementMapper::find(std::string_view client_name) const {
   return it == statements_.end() ? nullptr : &it->second;
 }
 
-void StatementMapper::ensure_prepared(const StatementDef& def, BackendStatementCache& cache,
+bool StatementMapper::ensure_prepared(const StatementDef& def, BackendStatementCache& cache,
                                       ResponseEdits& edits, Buffer& out) {
   const std::string* have = cache.find(def.backend_name);
-  if (have != nullptr && *have == *def.body) return;
+  if (have != nullptr && *have == *def.body) return false;
   // Same name, other text: only a hash collision could do this. Replace it.
   if (have != nullptr) cache.erase(def.backend_name);
   std::vector<std::string> evicted;
@@ -334,6 +349,7 @@ void StatementMapper::ensure_prepared(const StatementDef& def, BackendStatementC
   append_close_before_parse(out, def.backend_name, edits);
   append_parse(out, def.backend_name, *def.body);
   edits.expect(ResponseEdits::Edit::Drop, def.backend_name);
+  return true;
 }
 
 StatementMapper::Outcome StatementMapper::rewrite_parse(ByteView msg, BackendStatementCache& cache,
@@ -437,7 +453,19 @@ std::optional<std::string> StatementMapper::rewrite_deallocate(std::string_view 
   if (it == statements_.end()) return std::nullopt;  // an SQL-level statement, or an error
   StatementDef def = it->second;
   erase(it);
-  ensure_prepared(def, cache, edits, out);
+  if (ensure_prepared(def, cache, edits, out)) {
+    // That Parse can fail (in an aborted transaction, or for a definition no longer valid on
+    // this backend), and PostgreSQL then skips to the next Sync, the Query included. Inside the
+    // client's open series its own Sync comes, and a second marker shows whether the Query was
+    // skipped. Otherwise a Sync of Sluice's own ends the skipping, and the Query gets the answer
+    // PostgreSQL gives it (in an aborted transaction, 25P02).
+    if (edits.series_open()) {
+      append_series_marker(out, edits);
+    } else {
+      build_sync(out);
+      edits.private_sync_sent();
+    }
+  }
   cache.erase(def.backend_name);  // the DEALLOCATE removes it from the backend
   return "DEALLOCATE " + def.backend_name;
 }

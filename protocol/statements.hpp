@@ -84,6 +84,20 @@ class ResponseEdits {
   void expect(Edit edit, std::string prepared = {}, std::string client_name = {});
   // A Query, Sync or FunctionCall was sent: the end of a group (it is answered by ReadyForQuery).
   void group_sent() { ++sent_groups_; }
+  // A Sync of Sluice's own ended the group being sent: every answer to that group, its
+  // ReadyForQuery included, is Sluice's and is dropped (next_ready_is_private()).
+  void private_sync_sent() {
+    private_groups_.push_back(sent_groups_);
+    ++sent_groups_;
+  }
+  // Whether the next ReadyForQuery ends a group of Sluice's own, not one the client sent.
+  bool next_ready_is_private() const {
+    return private_head_ < private_groups_.size() &&
+           private_groups_[private_head_] == received_groups_;
+  }
+  // Whether the group being sent holds a series marker: the client's extended-protocol series is
+  // open and its own Sync will come (append_series_marker()).
+  bool series_open() const { return group_has_marker(sent_groups_); }
   // What to do with a backend message of `type`. On an ErrorResponse inside an extended-protocol
   // group, the backend skips the rest of the group: its pending entries are dropped (so are any
   // still pending when the group's ReadyForQuery arrives: they were sent after the error), the
@@ -117,6 +131,8 @@ class ResponseEdits {
     std::string client_name;
     Buffer refusal;  // Edit::Refusal: the ErrorResponse to send
   };
+  Edit on_message(char type, std::vector<std::string>& not_prepared,
+                  std::vector<std::string>& not_defined);
   // Returns whether a SeriesMarker was among the dropped entries.
   bool drop_group(std::uint64_t group, std::vector<std::string>& not_prepared,
                   std::vector<std::string>& not_defined);
@@ -130,6 +146,8 @@ class ResponseEdits {
   std::uint64_t sent_groups_ = 0;
   std::uint64_t received_groups_ = 0;
   std::uint32_t skipped_groups_ = 0;
+  std::vector<std::uint64_t> private_groups_;  // from private_head_ on: not yet answered
+  std::size_t private_head_ = 0;
   bool skipping_to_sync_ = false;  // after an extended-protocol error, until the Sync's answer
   std::string confirmed_;          // take_confirmed()
 };
@@ -216,8 +234,9 @@ class StatementMapper {
                         Buffer& out);
   std::optional<std::string> rewrite_deallocate(std::string_view sql, BackendStatementCache& cache,
                                                 ResponseEdits& edits, Buffer& out);
-  // Appends a Parse of `def` to `out` if `cache` lacks it (its response dropped).
-  void ensure_prepared(const StatementDef& def, BackendStatementCache& cache, ResponseEdits& edits,
+  // Appends a Parse of `def` to `out` if `cache` lacks it (its response dropped); returns whether
+  // it did.
+  bool ensure_prepared(const StatementDef& def, BackendStatementCache& cache, ResponseEdits& edits,
                        Buffer& out);
 
   StatementDef make_def(std::string_view body) const;

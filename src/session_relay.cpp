@@ -676,7 +676,10 @@ bool ClientSession::forward_backend_batch() {
     if (step.kind == pr::ScanStep::Kind::Message) {
       pr::ByteView msg = view.subspan(fwd, step.n);
       const char type = step.frame.type;
-      if (type == pr::be::kReadyForQuery) {
+      if (type == pr::be::kReadyForQuery && tx_mode_ && edits_.next_ready_is_private()) {
+        // It answers a Sync of Sluice's own (dropped by the response edits below).
+        b.tx = pr::read_ready_for_query(msg).value_or(pr::TxStatus::Failed);
+      } else if (type == pr::be::kReadyForQuery) {
         b.tx = pr::read_ready_for_query(msg).value_or(pr::TxStatus::Failed);
         const auto now = std::chrono::steady_clock::now();
         const auto took = now - statement_started_;
@@ -704,7 +707,9 @@ bool ClientSession::forward_backend_batch() {
         std::optional<pr::Buffer> refused;
         if (type == pr::be::kErrorResponse) refused = edits_.take_refusal(msg);
         auto edit = apply_response_edits(type);
-        if (type == pr::be::kErrorResponse) {
+        const bool ours = edit == pr::ResponseEdits::Edit::Drop &&
+                          (type == pr::be::kErrorResponse || type == pr::be::kReadyForQuery);
+        if (type == pr::be::kErrorResponse && !ours) {
           const bool lost = forget_lost_statements(msg);
           std::optional<pr::Buffer> renamed =
               refused ? std::move(refused) : rename_statements_in_error(msg);
@@ -725,7 +730,7 @@ bool ClientSession::forward_backend_batch() {
           // Our own buffer: retype CloseComplete into ParseComplete in place.
           *const_cast<std::byte*>(msg.data()) = static_cast<std::byte>(pr::be::kParseComplete);
         }
-        if (type == pr::be::kReadyForQuery) {
+        if (type == pr::be::kReadyForQuery && !ours) {
           const auto at = at_ready_for_retry();
           if (at != pr::GroupRetry::AtReady::Forward) {
             if (fwd > run_start) out.emplace_back(view.data() + run_start, fwd - run_start);

@@ -312,7 +312,7 @@ class Session {
     const std::uint32_t skipped = edits_.take_skipped_groups();
     SLUICE_FUZZ_CHECK(skipped <= outstanding_);
     outstanding_ -= skipped;
-    if (a.type == 'Z') {
+    if (a.type == 'Z' && edit == Edit::Keep) {  // else it answers a Sync of Sluice's own
       SLUICE_FUZZ_CHECK(outstanding_ > 0);
       --outstanding_;
     }
@@ -320,7 +320,11 @@ class Session {
     for (const auto& name : not_defined) mapper_.forget(name);
     if (a.type == '1') SLUICE_FUZZ_CHECK(edit == Edit::Keep || edit == Edit::Drop);
     if (a.type == '3') SLUICE_FUZZ_CHECK(edit != Edit::Refusal);
-    if (a.type != '1' && a.type != '3') SLUICE_FUZZ_CHECK(edit == Edit::Keep);
+    if (a.type == 'E' || a.type == 'Z') {
+      SLUICE_FUZZ_CHECK(edit == Edit::Keep || edit == Edit::Drop);
+    } else if (a.type != '1' && a.type != '3') {
+      SLUICE_FUZZ_CHECK(edit == Edit::Keep);
+    }
     check();
   }
 

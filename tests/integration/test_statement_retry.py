@@ -178,3 +178,31 @@ def test_a_query_sent_after_the_series_error_arrived_leaves_nothing_outstanding(
             assert other.execute("SELECT 'other'").fetchone() == ("other",)
         client.send(query_msg("SELECT 'still here'"))
         assert kinds(read_until_ready(client)) == ["T", "D", "C", "Z"]
+
+
+@pytest.mark.targets("sluice")
+@pytest.mark.timeout(60)
+@pytest.mark.sluice_config(config={**ONE_BACKEND, "max_prepared_statements": 1})
+def test_deallocate_in_an_aborted_transaction_is_answered(sluice):
+    """DEALLOCATE by SQL of a protocol-level statement that this backend no longer holds: Sluice
+    prepares it there first. In an aborted transaction that Parse fails too, and PostgreSQL skips
+    to the next Sync; the client's simple Query must still get PostgreSQL's answer (25P02), not
+    be swallowed while the client waits."""
+    with raw_connect(sluice) as client:
+        client.send(parse_msg("x", "SELECT 1") + SYNC)
+        assert kinds(read_until_ready(client)) == ["1", "Z"]
+        # A second statement evicts the first from the backend (one statement per backend).
+        client.send(parse_msg("y", "SELECT 2") + bind_msg("y") + execute_msg() + SYNC)
+        assert kinds(read_until_ready(client))[-1] == "Z"
+        client.send(query_msg("BEGIN"))
+        read_until_ready(client)
+        client.send(query_msg("SELECT 1/0"))
+        assert read_until_ready(client)[0][1]["C"] == "22012"
+        client.send(query_msg("DEALLOCATE x"))
+        got = read_until_ready(client, timeout=10)
+        assert kinds(got) == ["E", "Z"], got
+        assert got[0][1]["C"] == "25P02"
+        client.send(query_msg("ROLLBACK"))
+        assert kinds(read_until_ready(client)) == ["C", "Z"]
+        client.send(query_msg("SELECT 'still here'"))
+        assert kinds(read_until_ready(client)) == ["T", "D", "C", "Z"]

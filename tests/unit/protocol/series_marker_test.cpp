@@ -2,10 +2,12 @@
 // an error in those messages PostgreSQL skips it, and it gets no ReadyForQuery
 // (protocol::append_series_marker). ResponseEdits must count exactly the ReadyForQuery messages
 // that come.
+#include "protocol/builders.hpp"
 #include "protocol/statements.hpp"
 
 #include <catch2/catch.hpp>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -122,6 +124,40 @@ TEST_CASE("a Query sent after the series' error already arrived is skipped too")
   b.edits.expect(Edit::Drop);
   b.edits.group_sent();
   CHECK(b.answer('1') == Edit::Drop);
+  CHECK(b.answer('Z') == Edit::Keep);
+  CHECK(b.skipped == 1);
+  CHECK(b.edits.empty());
+}
+
+TEST_CASE("a DEALLOCATE whose Parse fails inside an open series is counted as skipped") {
+  // Sluice prepares the statement ahead of the DEALLOCATE (this backend lacks it); in an aborted
+  // transaction that Parse fails after the client's marker was answered.
+  StatementMapper mapper([](std::string_view body) {
+    return "sluice_" + std::to_string(std::hash<std::string_view>{}(body));
+  });
+  BackendStatementCache elsewhere(4);
+  BackendStatementCache here(4);
+  Backend b;
+  Buffer parse;
+  MessageWriter(parse).begin('P').add_cstring("s").add_cstring("SELECT 1").add_u16(0).finish();
+  Buffer out;
+  REQUIRE(mapper.rewrite(ByteView(parse), elsewhere, b.edits, out) ==
+          StatementMapper::Outcome::Rewritten);
+  b.edits.clear();
+  b.edits.expect(Edit::Keep);  // the client's Bind ... of the open series, say
+  out.clear();
+  append_series_marker(out, b.edits);  // the relay's, before the client's Query
+  Buffer query;
+  MessageWriter(query).begin('Q').add_cstring("DEALLOCATE s").finish();
+  REQUIRE(mapper.rewrite(ByteView(query), here, b.edits, out) ==
+          StatementMapper::Outcome::Rewritten);
+  b.edits.group_sent();  // the Query
+  b.edits.group_sent();  // the client's Sync
+  CHECK(b.answer('1') == Edit::Keep);
+  CHECK(b.answer('3') == Edit::Drop);  // the client's marker
+  CHECK(b.answer('3') == Edit::Drop);  // Sluice's Close ahead of its Parse
+  CHECK(b.answer('E') == Edit::Keep);  // its Parse fails: the backend skips to the Sync
+  CHECK(b.skipped == 1);
   CHECK(b.answer('Z') == Edit::Keep);
   CHECK(b.skipped == 1);
   CHECK(b.edits.empty());

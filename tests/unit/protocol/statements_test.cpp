@@ -780,6 +780,7 @@ class FakeServer {
     return answers;
   }
   const std::set<std::string>& statements() const { return statements_; }
+  bool aborted = false;  // in an aborted transaction: Parse and Query fail until ROLLBACK
 
  private:
   void fail(std::string& answers) {
@@ -800,6 +801,7 @@ class FakeServer {
         const auto p = read_parse(msg);
         REQUIRE(p.has_value());
         if (p->query.find("bad") != std::string_view::npos) return fail(answers);
+        if (aborted) return fail(answers);  // 25P02
         if (!p->statement.empty() && !statements_.insert(std::string(p->statement)).second) {
           return fail(answers);  // 42P05 prepared statement already exists
         }
@@ -847,7 +849,8 @@ class FakeServer {
       case 'Q': {
         const auto sql = read_query(msg);
         REQUIRE(sql.has_value());
-        answers += simple_query(*sql);
+        if (aborted && *sql == "ROLLBACK") aborted = false;
+        answers += aborted ? 'E' : simple_query(*sql);
         answers += 'Z';
         return;
       }
@@ -972,6 +975,20 @@ TEST_CASE("a client's statements follow it to another backend", "[protocol]") {
   CHECK(exchange(client, two, {bind("", "s"), execute(), sync()}) == "2CZ");
   CHECK(exchange(client, two, {query("DISCARD ALL")}) == "CZ");
   CHECK(exchange(client, one, {bind("", "s"), sync()}) == "EZ");  // gone after DISCARD ALL
+}
+
+TEST_CASE("DEALLOCATE whose statement cannot be prepared here still gets its answer",
+          "[protocol]") {
+  // Sluice prepares the statement ahead of the DEALLOCATE; when that Parse fails (an aborted
+  // transaction, a definition no longer valid here), PostgreSQL skips to the next Sync, and a
+  // simple Query must not be swallowed with it.
+  Backend one(10);
+  Backend two(10);
+  Client client;
+  CHECK(exchange(client, one, {parse("s", "SELECT 1"), sync()}) == "1Z");
+  two.server.aborted = client.direct.aborted = true;
+  CHECK(exchange(client, two, {query("DEALLOCATE s"), query("SELECT 2")}) == "EZEZ");
+  CHECK(exchange(client, two, {query("ROLLBACK"), query("SELECT 2")}) == "CZCZ");
 }
 
 TEST_CASE("a small cache re-prepares as a pipeline alternates statements", "[protocol]") {
