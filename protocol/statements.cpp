@@ -358,7 +358,7 @@ StatementMapper::Outcome StatementMapper::rewrite_parse(ByteView msg, BackendSta
   if (!parse) return Outcome::Malformed;
   if (parse->statement.empty()) {
     // DEALLOCATE / DISCARD ALL sent through the extended protocol are handled as in a Query.
-    auto replacement = rewrite_deallocate(parse->query, cache, edits, out);
+    auto replacement = rewrite_deallocate(parse->query, cache, edits, out, false);
     edits.expect(ResponseEdits::Edit::Keep);
     if (!replacement) return Outcome::Forward;
     MessageWriter(out)
@@ -430,7 +430,8 @@ bool StatementMapper::define(ByteView parse_msg) {
 // statement, made sure to exist first, so the command tag and the outcome match PostgreSQL's.
 std::optional<std::string> StatementMapper::rewrite_deallocate(std::string_view sql,
                                                                BackendStatementCache& cache,
-                                                               ResponseEdits& edits, Buffer& out) {
+                                                               ResponseEdits& edits, Buffer& out,
+                                                               bool in_query) {
   if (!starts_with_word(sql, "DISCARD") && !starts_with_word(sql, "DEALLOCATE")) {
     return std::nullopt;
   }
@@ -453,11 +454,12 @@ std::optional<std::string> StatementMapper::rewrite_deallocate(std::string_view 
   if (it == statements_.end()) return std::nullopt;  // an SQL-level statement, or an error
   StatementDef def = it->second;
   erase(it);
-  if (ensure_prepared(def, cache, edits, out)) {
+  if (ensure_prepared(def, cache, edits, out) && in_query) {
     // That Parse can fail (in an aborted transaction, or for a definition no longer valid on
-    // this backend), and PostgreSQL then skips to the next Sync, the Query included. Inside the
-    // client's open series its own Sync comes, and a second marker shows whether the Query was
-    // skipped. Otherwise a Sync of Sluice's own ends the skipping, and the Query gets the answer
+    // this backend), and PostgreSQL then skips to the next Sync, the Query included. (An
+    // unnamed Parse is skipped with it, up to the client's own Sync.) Inside the client's open
+    // series its own Sync comes, and a second marker shows whether the Query was skipped.
+    // Otherwise a Sync of Sluice's own ends the skipping, and the Query gets the answer
     // PostgreSQL gives it (in an aborted transaction, 25P02).
     if (edits.series_open()) {
       append_series_marker(out, edits);
@@ -474,7 +476,7 @@ StatementMapper::Outcome StatementMapper::rewrite_query(ByteView msg, BackendSta
                                                         ResponseEdits& edits, Buffer& out) {
   auto sql = read_query(msg);
   if (!sql) return Outcome::Malformed;
-  auto replacement = rewrite_deallocate(*sql, cache, edits, out);
+  auto replacement = rewrite_deallocate(*sql, cache, edits, out, true);
   if (!replacement) return Outcome::Forward;
   MessageWriter(out).begin('Q').add_cstring(*replacement).finish();
   return Outcome::Rewritten;

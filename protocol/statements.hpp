@@ -232,8 +232,9 @@ class StatementMapper {
                         Buffer& out);
   Outcome rewrite_query(ByteView msg, BackendStatementCache& cache, ResponseEdits& edits,
                         Buffer& out);
+  // `in_query`: `sql` is a simple Query's (else an unnamed Parse's).
   std::optional<std::string> rewrite_deallocate(std::string_view sql, BackendStatementCache& cache,
-                                                ResponseEdits& edits, Buffer& out);
+                                                ResponseEdits& edits, Buffer& out, bool in_query);
   // Appends a Parse of `def` to `out` if `cache` lacks it (its response dropped); returns whether
   // it did.
   bool ensure_prepared(const StatementDef& def, BackendStatementCache& cache, ResponseEdits& edits,

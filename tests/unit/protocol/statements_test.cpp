@@ -991,6 +991,18 @@ TEST_CASE("DEALLOCATE whose statement cannot be prepared here still gets its ans
   CHECK(exchange(client, two, {query("ROLLBACK"), query("SELECT 2")}) == "CZCZ");
 }
 
+TEST_CASE("DEALLOCATE through an unnamed Parse adds no Sync to the client's series", "[protocol]") {
+  // After an error, PostgreSQL skips the rest of the series (the DEALLOCATE included) up to the
+  // client's own Sync; a Sync of Sluice's own in between would end that skipping early.
+  Backend one(10);
+  Backend two(10);
+  Client client;
+  CHECK(exchange(client, one, {parse("s", "SELECT 1"), sync()}) == "1Z");
+  CHECK(exchange(client, two,
+                 {bind("", "missing"), parse("", "DEALLOCATE s"), bind("", ""), execute(),
+                  sync()}) == "EZ");
+}
+
 TEST_CASE("a small cache re-prepares as a pipeline alternates statements", "[protocol]") {
   Backend backend(1);
   Client client;
