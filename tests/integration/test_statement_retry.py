@@ -135,6 +135,14 @@ def test_pipelined_groups_are_not_reordered(sluice):
                                             ("Z", "I")]
 
 
+def assert_backend_handed_back(sluice, client):
+    """With `client` still connected, its one backend serves another client, then `client`."""
+    with psycopg.connect(sluice.conninfo(), autocommit=True) as other:
+        assert other.execute("SELECT 'other'").fetchone() == ("other",)
+    client.send(query_msg("SELECT 'still here'"))
+    assert kinds(read_until_ready(client)) == ["T", "D", "C", "Z"]
+
+
 @pytest.mark.targets("sluice")
 @pytest.mark.timeout(60)
 @pytest.mark.sluice_config(config={**ONE_BACKEND, "query_wait_timeout": "3s"})
@@ -152,11 +160,7 @@ def test_a_query_skipped_after_an_extended_protocol_error_leaves_nothing_outstan
         client.send(parse_msg("", "SELECT 1") + query_msg("SELECT 'ran'") + SYNC)
         got = read_until_ready(client, count=2)
         assert kinds(got) == ["1", "T", "D", "C", "Z", "Z"], got
-        # With the client still connected, its one backend serves another client.
-        with psycopg.connect(sluice.conninfo(), autocommit=True) as other:
-            assert other.execute("SELECT 'other'").fetchone() == ("other",)
-        client.send(query_msg("SELECT 'still here'"))
-        assert kinds(read_until_ready(client)) == ["T", "D", "C", "Z"]
+        assert_backend_handed_back(sluice, client)
 
 
 @pytest.mark.targets("sluice")
@@ -173,11 +177,7 @@ def test_a_query_sent_after_the_series_error_arrived_leaves_nothing_outstanding(
         client.send(query_msg("SELECT 'skipped'") + SYNC)
         got = read_until_ready(client)
         assert kinds(got) == ["Z"], got
-        # With the client still connected, its one backend serves another client.
-        with psycopg.connect(sluice.conninfo(), autocommit=True) as other:
-            assert other.execute("SELECT 'other'").fetchone() == ("other",)
-        client.send(query_msg("SELECT 'still here'"))
-        assert kinds(read_until_ready(client)) == ["T", "D", "C", "Z"]
+        assert_backend_handed_back(sluice, client)
 
 
 @pytest.mark.targets("sluice")
