@@ -417,6 +417,16 @@ std::vector<HandOff> BulkheadAdmission::release(LeaseId lease, TimePoint now,
   return out;
 }
 
+std::optional<LeaseRefusal> BulkheadAdmission::refuse_lease(LeaseId lease, RefusalReason reason,
+                                                            TimePoint now) {
+  const LeaseRecord* found = leases_.find(lease);
+  if (found == nullptr) return std::nullopt;
+  const BulkheadId id = found->bulkhead;
+  // Counted with the queue as it is before the slot is handed on.
+  Refused refused = refuse(id, reason, now, drain_estimate(bulkheads_[id]));
+  return LeaseRefusal{.refusal = refused, .handed_off = release(lease, now, LeaseOutcome::Ignored)};
+}
+
 bool BulkheadAdmission::cancel(TicketId ticket, TimePoint now) {
   const BulkheadId* queue = tickets_.find(ticket);
   if (queue == nullptr) return false;

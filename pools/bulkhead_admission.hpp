@@ -108,6 +108,12 @@ struct Rejection {
   TicketId ticket = 0;
   Refused refusal;
 };
+// A lease given up unused (refuse_lease): the refusal its holder gets, and the waiters the freed
+// slot was handed to, in grant order.
+struct LeaseRefusal {
+  Refused refusal;
+  std::vector<HandOff> handed_off;
+};
 
 struct BulkheadStats {
   std::string name;
@@ -199,6 +205,13 @@ class BulkheadAdmission {
   // harmless.
   std::vector<HandOff> release(LeaseId lease, TimePoint now,
                                LeaseOutcome outcome = LeaseOutcome::Completed);
+  // A lease whose holder gives up before it could use a backend: it waited its max_wait for one
+  // (the backend's connect still running, or no room to open one). The refusal is counted under
+  // `reason` (src/ uses MaxWait) as any other refusal of the lease's bulkhead, with a retry hint
+  // from the bulkhead's drain estimate; the slot is returned as LeaseOutcome::Ignored (no hold
+  // time measured) and handed on as by release(). An unknown or already released lease: nullopt,
+  // nothing counted.
+  std::optional<LeaseRefusal> refuse_lease(LeaseId lease, RefusalReason reason, TimePoint now);
   // Removes a waiter (client gone, CancelRequest). False if the ticket is not waiting: it was
   // already granted (cancel racing a grant: the owner must release that lease as Ignored),
   // expired, refused or never issued.

@@ -87,6 +87,15 @@ class Script {
     check();
     return out;
   }
+  // refuse_lease(): "refused max_wait; ticket 2 -> lease 3 batch", or "unknown lease".
+  std::string refuse_lease(LeaseId lease, RefusalReason reason = RefusalReason::MaxWait) {
+    auto r = a.refuse_lease(lease, reason, clock.now());
+    check();
+    if (!r) return "unknown lease";
+    std::string out = std::string("refused ") + pools::to_string(r->refusal.reason);
+    for (const std::string& line : describe(r->handed_off)) out += "; " + line;
+    return out;
+  }
   bool cancel(TicketId ticket) {
     bool ok = a.cancel(ticket, clock.now());
     check();
