@@ -502,7 +502,8 @@ constexpr KeyInfo kKeys[] = {
    {}, 0, 1000000, set<&Bulkhead::queue_depth>, show<&Bulkhead::queue_depth>},
   {S::Bulkhead, "max_wait", T::Interval, R"("5s")", "", kReload,
    "A waiter older than this is refused with 53300 (its work is stale), and a newcomer is "
-   "refused at once when its wait would be longer",
+   "refused at once when its wait would be longer; it also bounds the wait for a backend "
+   "connection once the slot is granted",
    {}, 1, kMaxMs, set<&Bulkhead::max_wait>, show<&Bulkhead::max_wait>},
   {S::Bulkhead, "statement_timeout", T::Interval, R"("0")", "", kReload,
    "`statement_timeout` of this class's sessions on the server, enforced by Sluice too after "

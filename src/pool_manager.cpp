@@ -118,12 +118,11 @@ struct LoopTurns : asio::execution_context::service {
 
 asio::execution_context::id LoopTurns::id;
 
-namespace {
-
-// The tag of `ex`'s event loop, for BackendBook's preference for backends of the caller's loop.
 std::uint64_t loop_tag(const asio::any_io_executor& ex) {
   return reinterpret_cast<std::uint64_t>(&asio::query(ex, asio::execution::context));
 }
+
+namespace {
 
 // At check-in, by the backend's owner: the current turn of its loop, if this is that loop's thread.
 void stamp_checkin(Backend& b) {
@@ -148,7 +147,6 @@ bool checked_in_this_turn(const Backend& b) {
 
 }  // namespace
 
-// The ErrorResponse fields for a refusal (docs/ADMISSION.md, "Refusal is an API").
 AdmissionRefusal describe_refusal(const ServerState& s, const pools::Refused& r) {
   AdmissionRefusal out;
   out.reason = r.reason;
@@ -455,76 +453,6 @@ void PoolManager::connect_failed(ServerState& s) {
   reject(s, s.admission.record_connect_failure(Clock::now()));
 }
 
-awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> PoolManager::checkout(
-    Pool& pool, const Params& startup, std::uint32_t max_message_size) {
-  auto ex = co_await asio::this_coro::executor;
-  ServerState& s = *pool.server;
-  // The caller's event loop, so that it gets back a backend whose socket that loop serves.
-  const std::uint64_t home = loop_tag(ex);
-  for (int attempt = 0;; ++attempt) {
-    std::shared_ptr<Backend> victim;
-    std::shared_ptr<Backend> backend;
-    pools::Pick pick;
-    BackendCredentials creds;
-    config::Server server_cfg;
-    {
-      std::lock_guard lock(mu_);
-      auto now = Clock::now();
-      pick = s.book.pick(pool.book_id, now, home);
-      if (pick.kind == pools::Pick::Kind::Idle) {
-        backend = s.take_idle(pick.id);
-        if (!backend) {  // never without its object; forget it if so
-          s.book.remove(pick.id);
-          continue;
-        }
-      } else if (pick.kind != pools::Pick::Kind::Busy) {
-        if (pick.kind == pools::Pick::Kind::Evict) victim = s.take_idle(pick.victim);
-        ++s.connect_attempts;
-        creds = pool.creds;
-        server_cfg = s.cfg;
-      }
-    }
-    if (victim) victim->close();
-    if (backend) {
-      if (still_usable(s, backend)) co_return backend;
-      continue;  // it was dropped: pick again
-    }
-    if (pick.kind == pools::Pick::Kind::Busy) {
-      // Connections being opened fill the server; one of them becomes usable shortly.
-      if (attempt > 1000) {
-        co_return BackendError{.message = "sluice: no backend connection became available"};
-      }
-      asio::steady_timer t(ex, std::chrono::milliseconds(10));
-      co_await t.async_wait(use_awaitable);
-      continue;
-    }
-    auto b = new_backend(ex, s, pick.id);
-    auto err =
-        co_await connect_backend(*b, server_cfg, pool.db.dbname, creds, startup, max_message_size);
-    if (s.series != nullptr) s.series->observe_connect(Clock::now() - b->created);
-    std::lock_guard lock(mu_);
-    if (err) {
-      s.book.remove(pick.id);
-      bool server_trouble =
-          !err->from_server || err->sqlstate.starts_with("57") || err->sqlstate.starts_with("53");
-      if (server_trouble) {
-        s.down_reason = err->message + (err->detail.empty() ? "" : ": " + err->detail);
-        connect_failed(s);
-      }
-      log::pool().warn("backend_connect_failed server={} db={} user={} sqlstate={} reason=\"{}\"",
-                       s.cfg.name, pool.db.dbname, log::value(creds.user), err->sqlstate,
-                       log::escaped(err->message));
-      co_return *err;
-    }
-    s.book.connected(pick.id, Clock::now(), false);
-    s.admission.record_connect_success(Clock::now());
-    if (startup.empty()) pool.server_defaults = b->defaults;
-    log::pool().debug("backend_connected server={} db={} user={} pid={}", s.cfg.name,
-                      pool.db.dbname, log::value(creds.user), b->pid);
-    co_return b;
-  }
-}
-
 std::shared_ptr<Backend> PoolManager::new_backend(const asio::any_io_executor& ex, ServerState& s,
                                                   pools::BackendId id) {
   auto b = std::make_shared<Backend>(ex);
@@ -548,6 +476,7 @@ bool PoolManager::still_usable(ServerState& s, const std::shared_ptr<Backend>& b
   {
     std::lock_guard lock(mu_);
     s.book.remove(b.id);
+    s.wake_backend_waits();
   }
   b.close();
   return false;
@@ -557,6 +486,7 @@ bool PoolManager::keep_idle(ServerState& s, Backend& backend, bool reusable) {
   const bool keep = !closed_ && reusable && backend.socket.is_open() &&
                     s.book.release(backend.id, Clock::now(), reusable);
   if (!keep) s.book.remove(backend.id);
+  s.wake_backend_waits();  // idle or gone: either may be what a Busy checkout waits for
   return keep;
 }
 
@@ -608,6 +538,7 @@ void PoolManager::maintain(const asio::any_io_executor& ex, std::uint32_t max_me
       for (auto id : reaped) {
         if (auto b = s->take_idle(id)) to_close.push_back(std::move(b));
       }
+      if (!reaped.empty()) s->wake_backend_waits();
     }
     for (auto& [key, pool] : pools_) {
       ServerState& s = *pool->server;
@@ -659,6 +590,7 @@ awaitable<void> PoolManager::warm_up(Pool& pool, pools::BackendId id,
     } else if (probe != 0) {
       s.admission.end_probe(probe, Clock::now());  // no verdict: the next probe is due at once
     }
+    s.wake_backend_waits();
     b->close();
     co_return;
   }
@@ -666,6 +598,7 @@ awaitable<void> PoolManager::warm_up(Pool& pool, pools::BackendId id,
   s.admission.record_connect_success(Clock::now());
   pool.server_defaults = b->defaults;
   s.idle.push_back(std::move(b));
+  s.wake_backend_waits();
 }
 
 void PoolManager::set_paused(const std::string& database, bool paused) {
@@ -707,6 +640,7 @@ void PoolManager::close_all() {
         asio::post(w->executor, [w = w] { w->timer.cancel(); });
       }
       s->waiters.clear();
+      s->wake_backend_waits();  // they see closed_
       for (auto& b : s->idle) {
         s->book.remove(b->id);
         to_close.push_back(std::move(b));
@@ -785,6 +719,7 @@ std::vector<std::string> PoolManager::apply_config(const config::Config& cfg) {
     s->book.set_max_connecting(it->second.max_connect_attempts);
     s->cfg.max_connections = it->second.max_connections;
     s->book.set_max_connections(cfg.backend_capacity(it->second));
+    s->wake_backend_waits();  // a raised limit may make room
     auto applied = s->admission.set_policy(policy_for(cfg, it->second), now);
     if (!applied) {
       for (const auto& e : applied.error()) errors.push_back("server \"" + name + "\": " + e);

@@ -182,10 +182,16 @@ class PoolManager {
   // backend returned goes back through checkin(), as one from checkout() does.
   Immediate try_acquire_now(Pool& pool, const ClientClass& cls, const asio::any_io_executor& ex);
 
-  // With a slot held: an idle backend of the pool, or a new connection opened on the caller's
-  // executor with `startup` parameters.
-  awaitable<std::variant<std::shared_ptr<Backend>, BackendError>> checkout(
-      Pool& pool, const Params& startup, std::uint32_t max_message_size);
+  // With `lease` held for `cls`: an idle backend of the pool, or a new connection opened on the
+  // caller's executor with `startup` parameters (src/backend_checkout.cpp). The client waits at
+  // most until `since` (when it began waiting for its slot) plus its bulkhead's max_wait: for a
+  // connect still running, or for room to open one (woken by the events that make room, never by
+  // polling). Past it the lease is given back unused and the refusal (53300, max_wait) counted;
+  // a connect that outlives its client leaves its backend idle in the pool.
+  using CheckoutResult = std::variant<std::shared_ptr<Backend>, BackendError, AdmissionRefusal>;
+  awaitable<CheckoutResult> checkout(Pool& pool, const ClientClass& cls, Lease& lease,
+                                     pools::TimePoint since, const Params& startup,
+                                     std::uint32_t max_message_size);
   // Returns a backend (kept idle if `reusable` and young enough, otherwise closed) and then
   // lease.reset(outcome), under one lock (the end of a transaction). `backend` may be null (only
   // the lease is returned).
@@ -234,6 +240,21 @@ class PoolManager {
   bool still_usable(ServerState& s, const std::shared_ptr<Backend>& backend);
   std::shared_ptr<Backend> new_backend(const asio::any_io_executor& ex, ServerState& s,
                                        pools::BackendId id);
+  struct PendingConnect;  // a connect its client waits for apart from it (backend_checkout.cpp)
+  // Opens backend `id` for a client that may stop waiting for it (`pending`); left idle then.
+  awaitable<void> connect_apart(Pool& pool, std::shared_ptr<Backend> b,
+                                std::shared_ptr<PendingConnect> pending, config::Server server_cfg,
+                                BackendCredentials creds, Params startup,
+                                std::uint32_t max_message_size);
+  // Called with mu_ held, once a client's connect has ended: the book, the breaker, the metrics
+  // and the log. True if `b` connected; it is then Active (`idle` false) or Idle (`idle` true:
+  // its client gave up).
+  bool end_connect(Pool& pool, Backend& b, const std::optional<BackendError>& err,
+                   const BackendCredentials& creds, const Params& startup, bool idle);
+  // Called with mu_ held: gives `lease` back unused and describes the refusal of a client that
+  // waited `waited` for a backend (max_wait counted by the admission core).
+  AdmissionRefusal refuse_checkout(ServerState& s, const ClientClass& cls, Lease& lease,
+                                   std::chrono::nanoseconds waited, bool connecting);
   // Opens backend `id` of `pool` to go idle (a warm-up, or the breaker's background `probe`).
   awaitable<void> warm_up(Pool& pool, pools::BackendId id, std::uint32_t max_message_size,
                           pools::ProbeId probe = 0);

@@ -201,10 +201,19 @@ awaitable<std::optional<ClientSession::Refusal>> ClientSession::acquire_backend(
   if (ready.backend) {
     backend_ = std::move(ready.backend);
   } else {
-    auto checked = co_await rt_.pools().checkout(*pool_, {}, cfg->max_message_size);
+    // Within the bulkhead's max_wait counted from wait_start: the wait for a slot and for a
+    // backend share one budget.
+    auto checked = co_await rt_.pools().checkout(*pool_, *class_, lease_, wait_start, {},
+                                                 cfg->max_message_size);
     if (auto* err = std::get_if<BackendError>(&checked)) {
       lease_.reset(pools::LeaseOutcome::Failed);
       co_return Refusal{.sqlstate = err->sqlstate, .message = err->message, .detail = err->detail};
+    }
+    if (auto* refusal = std::get_if<AdmissionRefusal>(&checked)) {  // the lease went back unused
+      co_return Refusal{.sqlstate = refusal->sqlstate,
+                        .message = refusal->message,
+                        .detail = refusal->detail,
+                        .hint = refusal->hint};
     }
     backend_ = std::move(std::get<std::shared_ptr<Backend>>(checked));
   }

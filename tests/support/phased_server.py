@@ -5,7 +5,9 @@ Every connection is handled by the phase in force when it was accepted:
            closes (a login fails at once with a protocol error);
   hang     reads the startup packet and never answers; the connection stays open until the
            client gives up or the server stops (a login hangs until connect_timeout);
-  healthy  relays bytes both ways to a real PostgreSQL (`upstream`), so logins and queries work.
+  healthy  relays bytes both ways to a real PostgreSQL (`upstream`), so logins and queries work;
+  slow     as healthy, but waits `slow_delay` seconds after the startup packet before it connects
+           upstream (a login that takes that much longer than usual).
 
 Each accepted connection is recorded with its phase and time.monotonic(), so that a test can see
 when the pooler tried to connect. Standard library only; threads, every one a daemon and every
@@ -24,7 +26,7 @@ import sys
 import threading
 import time
 
-PHASES = ("garbage", "hang", "healthy")
+PHASES = ("garbage", "hang", "healthy", "slow")
 # A type byte no backend sends, then a length far beyond any message limit: framing fails on the
 # first five bytes, whatever the reader's limit.
 GARBAGE = b"\xa7\xff\xff\xff\xf0" + bytes(range(64))
@@ -83,9 +85,11 @@ class PhasedServer:
     """The fake server; `phase` may be changed at any time (it applies to later connections)."""
 
     def __init__(self, upstream_port: int, phase: str = "healthy",
-                 upstream_host: str = "127.0.0.1") -> None:
+                 upstream_host: str = "127.0.0.1", slow_delay: float = 3.0) -> None:
         assert phase in PHASES
+        assert 0 <= slow_delay <= 60
         self.upstream = (upstream_host, upstream_port)
+        self.slow_delay = slow_delay
         self._phase = phase
         self._lock = threading.Lock()
         self._accepted: list[tuple[float, str]] = []
@@ -173,6 +177,8 @@ class PhasedServer:
             elif phase == "hang":
                 self._hang(conn)  # until the client gives up or we stop
             else:
+                if phase == "slow" and self._stopped.wait(self.slow_delay):
+                    return  # stopped meanwhile
                 self._relay(conn, startup)
         except OSError:
             pass

@@ -104,8 +104,9 @@ awaitable<void> pause(std::chrono::milliseconds d) {
   co_await t.async_wait(use_awaitable);
 }
 
-awaitable<std::shared_ptr<Backend>> checkout(PoolManager& pm, Pool& pool) {
-  auto r = co_await pm.checkout(pool, {}, 1 << 20);
+awaitable<std::shared_ptr<Backend>> checkout(PoolManager& pm, Pool& pool, const ClientClass& cls,
+                                             Lease& lease) {
+  auto r = co_await pm.checkout(pool, cls, lease, sluice::pools::Clock::now(), {}, 1 << 20);
   if (auto* b = std::get_if<std::shared_ptr<Backend>>(&r)) co_return *b;
   co_return nullptr;
 }
@@ -161,7 +162,7 @@ TEST_CASE("try_acquire_now hands out a slot and an idle backend without a corout
     PoolManager::Immediate first = pm.try_acquire_now(pool, cls, ex);
     REQUIRE(first.lease);
     REQUIRE_FALSE(first.backend);
-    std::shared_ptr<Backend> b1 = co_await checkout(pm, pool);
+    std::shared_ptr<Backend> b1 = co_await checkout(pm, pool, cls, first.lease);
     REQUIRE(b1);
     REQUIRE(server.connections() == 1);
     REQUIRE(counts(pm).in_use == 1);
@@ -224,7 +225,7 @@ TEST_CASE("a backend that dies or speaks while idle is dropped at the next turn'
     auto ex = co_await asio::this_coro::executor;
     PoolManager::Immediate t = pm.try_acquire_now(pool, cls, ex);
     REQUIRE(t.lease);
-    std::shared_ptr<Backend> b1 = co_await checkout(pm, pool);
+    std::shared_ptr<Backend> b1 = co_await checkout(pm, pool, cls, t.lease);
     REQUIRE(b1);
     const std::uint32_t pid1 = b1->pid;
     pm.checkin(pool, std::move(b1), true, t.lease, Outcome::Completed);
@@ -237,7 +238,7 @@ TEST_CASE("a backend that dies or speaks while idle is dropped at the next turn'
     REQUIRE(t.lease);
     REQUIRE_FALSE(t.backend);  // the dead one was dropped, not handed out
     REQUIRE(counts(pm).idle == 0);
-    std::shared_ptr<Backend> b2 = co_await checkout(pm, pool);
+    std::shared_ptr<Backend> b2 = co_await checkout(pm, pool, cls, t.lease);
     REQUIRE(b2);
     REQUIRE(b2->pid != pid1);
     REQUIRE(server.connections() == 2);
@@ -260,7 +261,7 @@ TEST_CASE("a backend that dies or speaks while idle is dropped at the next turn'
 
     // checkout() probes the same way: a backend checked in before a turn passed and then
     // terminated is not returned by it either.
-    std::shared_ptr<Backend> b3 = co_await checkout(pm, pool);
+    std::shared_ptr<Backend> b3 = co_await checkout(pm, pool, cls, t.lease);
     REQUIRE(b3);
     const std::uint32_t pid3 = b3->pid;
     pm.checkin(pool, std::move(b3), true, t.lease, Outcome::Completed);
@@ -270,7 +271,7 @@ TEST_CASE("a backend that dies or speaks while idle is dropped at the next turn'
     auto acquired = co_await pm.acquire(pool, cls, nullptr, nullptr);
     REQUIRE(std::holds_alternative<Lease>(acquired));
     t.lease = std::move(std::get<Lease>(acquired));
-    std::shared_ptr<Backend> b4 = co_await checkout(pm, pool);
+    std::shared_ptr<Backend> b4 = co_await checkout(pm, pool, cls, t.lease);
     REQUIRE(b4);
     REQUIRE(b4->pid != pid3);
     pm.checkin(pool, std::move(b4), true, t.lease, Outcome::Completed);
