@@ -209,11 +209,12 @@ AdmissionRefusal PoolManager::refuse_checkout(ServerState& s, const ClientClass&
   }
   wake(s, refused->handed_off);
   AdmissionRefusal out = describe_refusal(s, refused->refusal);
-  out.detail = "waited " + ms_of(waited) + " ms of max_wait " +
-               ms_of(s.admission.bulkhead_policy(cls.bulkhead).max_wait) +
-               " ms for a backend connection: " +
-               (connecting ? "its connect to the server is still running"
-                           : "connections being opened fill the server");
+  // The queue figures as in every bulkhead refusal, then what the wait was for.
+  out.detail += "; waited " + ms_of(waited) + " ms of max_wait " +
+                ms_of(s.admission.bulkhead_policy(cls.bulkhead).max_wait) +
+                " ms for a backend connection: " +
+                (connecting ? "its connect to the server is still running"
+                            : "connections being opened fill the server");
   // The session logs the refusal (transaction_refused), sampled like the others.
   log::pool().debug("checkout_refused server={} bulkhead={} waited_ms={} connecting={}", s.cfg.name,
                     cls.name, ms_of(waited), connecting);

@@ -82,6 +82,9 @@ def assert_refused_at_max_wait(elapsed: float, error) -> None:
     assert error.sqlstate == "53300", error.fields
     assert error.fields["M"].endswith("max_wait"), error.fields
     assert HINT.fullmatch(error.fields.get("H", "")), error.fields
+    # The queue figures of every bulkhead refusal, then what the client waited for.
+    assert error.fields.get("D", "").startswith("queue depth "), error.fields
+    assert "ms for a backend connection: " in error.fields["D"], error.fields
     assert 0.5 * MAX_WAIT < elapsed < MAX_WAIT + MARGIN, f"refused after {elapsed:.2f} s"
 
 
