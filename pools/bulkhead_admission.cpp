@@ -442,6 +442,23 @@ bool BulkheadAdmission::cancel(TicketId ticket, TimePoint now) {
   return true;
 }
 
+std::optional<Rejection> BulkheadAdmission::expire_ticket(TicketId ticket, TimePoint now) {
+  const BulkheadId* queue = tickets_.find(ticket);
+  if (queue == nullptr) return std::nullopt;
+  const BulkheadId id = *queue;
+  observe_queues(now);
+  Bulkhead& b = bulkheads_[id];
+  auto w = std::find_if(b.waiters.begin(), b.waiters.end(),
+                        [&](const Waiter& x) { return x.ticket == ticket; });
+  Rejection out{.ticket = ticket,
+                .refusal = refuse(id, RefusalReason::MaxWait, now, drain_estimate(b))};
+  ++b.counters.expired;
+  remove_waiter(b, static_cast<std::size_t>(w - b.waiters.begin()));
+  settle_ceilings();
+  observe_queues(now);
+  return out;
+}
+
 std::vector<Rejection> BulkheadAdmission::expire(TimePoint now) {
   observe_queues(now);
   std::vector<Rejection> out;

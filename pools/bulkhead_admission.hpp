@@ -216,6 +216,10 @@ class BulkheadAdmission {
   // already granted (cancel racing a grant: the owner must release that lease as Ignored),
   // expired, refused or never issued.
   bool cancel(TicketId ticket, TimePoint now);
+  // Refuses one waiter now, as expire() does at its deadline (counted as MaxWait and expired):
+  // its owner stopped waiting when its own timer said the deadline had come. Nullopt, counting
+  // nothing, if the ticket is not waiting.
+  std::optional<Rejection> expire_ticket(TicketId ticket, TimePoint now);
   // Refuses every waiter whose deadline is <= now (exactly at the deadline counts as expired),
   // in priority order, oldest first within a bulkhead.
   std::vector<Rejection> expire(TimePoint now);

@@ -355,12 +355,7 @@ awaitable<PoolManager::AcquireResult> PoolManager::acquire(Pool& pool, const Cli
     // Our deadline passed: refuse every waiter that is due, ourselves included.
     reject(s, s.admission.expire(Clock::now()));
     if (w->outcome == Waiter::Outcome::Waiting) {  // not due yet by the pool's clock
-      s.admission.cancel(w->ticket, Clock::now());
-      s.waiters.erase(w->ticket);
-      w->outcome = Waiter::Outcome::Refused;
-      w->refusal = pools::Refused{.reason = pools::RefusalReason::MaxWait,
-                                  .retry_after = std::chrono::milliseconds(100),
-                                  .bulkhead = cls.bulkhead};
+      if (auto r = s.admission.expire_ticket(w->ticket, Clock::now())) reject(s, {*r});
     }
   }
   pool.traffic.wait_ns.fetch_add(

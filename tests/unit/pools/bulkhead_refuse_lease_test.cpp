@@ -69,3 +69,23 @@ TEST_CASE("a breaker probe's lease refused unused leaves the breaker no verdict"
   // The probe ended without a verdict: the next arrival may probe at once.
   REQUIRE(s.acquire("batch") == "granted probe lease 2");
 }
+
+TEST_CASE("a waiter whose own timer ran out is expired, not cancelled", "[pools]") {
+  // src/ refuses a waiter when its timer fires even if the core's clock is a hair behind.
+  Script s(Policy{.capacity = 1, .bulkheads = {bulkhead("batch", 0, 0, 1, 8, 1000ms)}});
+  REQUIRE(s.acquire("batch") == "granted lease 1");
+  REQUIRE(s.acquire("batch") == "queued ticket 2");
+  s.advance(999ms);
+  auto r = s.a.expire_ticket(2, s.clock.now());
+  s.check();
+  REQUIRE(r.has_value());
+  REQUIRE(r->ticket == 2);
+  REQUIRE(r->refusal.reason == RefusalReason::MaxWait);
+  const sluice::pools::BulkheadStats st = s.stats("batch");
+  REQUIRE(st.refused_for(RefusalReason::MaxWait) == 1);
+  REQUIRE(st.expired == 1);
+  REQUIRE(st.cancelled == 0);
+  REQUIRE(st.waiters == 0);
+  REQUIRE_FALSE(s.a.expire_ticket(2, s.clock.now()).has_value());  // no longer waiting
+  REQUIRE(s.stats("batch").refused_total() == 1);
+}
