@@ -5,8 +5,8 @@
 // (""). Blank lines and lines starting with ';' or '#' are ignored. Pure; any thread.
 #pragma once
 
+#include "base/result.hpp"
 #include "config/config.hpp"
-#include "config/result.hpp"
 
 #include <map>
 #include <string>

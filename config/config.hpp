@@ -7,7 +7,7 @@
 // Durations are std::chrono::milliseconds; sizes are byte counts.
 #pragma once
 
-#include "config/result.hpp"
+#include "base/result.hpp"
 
 #include <chrono>
 #include <cstdint>

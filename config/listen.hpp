@@ -1,8 +1,8 @@
 // Parsing of the `listen` key's entries into ListenAddress values. Pure; any thread.
 #pragma once
 
+#include "base/result.hpp"
 #include "config/config.hpp"
-#include "config/result.hpp"
 
 #include <span>
 #include <string>

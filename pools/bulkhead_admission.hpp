@@ -27,7 +27,7 @@
 // std::out_of_range for a BulkheadId or GroupId this object never issued (a caller bug).
 #pragma once
 
-#include "config/result.hpp"
+#include "base/result.hpp"
 #include "pools/bulkhead_policy.hpp"
 #include "pools/circuit_breaker.hpp"
 #include "pools/id_map.hpp"

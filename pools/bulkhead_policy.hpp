@@ -5,7 +5,7 @@
 // rates are events per second. Plain data; any thread may build one.
 #pragma once
 
-#include "config/result.hpp"
+#include "base/result.hpp"
 #include "pools/circuit_breaker.hpp"
 #include "pools/token_bucket.hpp"
 

@@ -1,5 +1,6 @@
 // A minimal Result<T, E> whose members follow std::expected (C++23), so it can be swapped for it
-// later. The single error-return type used by config/ and pools/ (STYLE.md §5).
+// later. The single error-return type of the project (STYLE.md §5), used by config/ and pools/.
+// base/ is the leaf under every other: standard library only.
 #pragma once
 
 #include <utility>
