@@ -1,5 +1,5 @@
 // The admin console: what a user connected to the virtual database "sluice" gets for the SQL text
-// of one Query message. Commands are parsed by protocol/admin_command.hpp; SHOW renders a Snapshot
+// of one Query message. Commands are parsed by src/admin/admin_command.hpp; SHOW renders a Snapshot
 // (src/snapshot.hpp, the same numbers as /metrics); every other command is handed to an
 // AdminActions, which the Runtime implements and tests fake.
 //
@@ -36,7 +36,7 @@ class AdminActions {
   // One consistent reading; clients are listed only when `with_clients` (SHOW CLIENTS).
   virtual Snapshot snapshot(bool with_clients) = 0;
   // `server` is empty when the command did not name one; `key` is one of
-  // protocol::bulkhead_setting_keys(); `value` is unvalidated text ("250ms", "4").
+  // admin::bulkhead_setting_keys(); `value` is unvalidated text ("250ms", "4").
   virtual std::optional<AdminError> set_bulkhead(std::string_view server, std::string_view name,
                                                  std::string_view key, std::string_view value) = 0;
   virtual std::optional<AdminError> reload() = 0;

@@ -393,31 +393,31 @@ void show_help(pr::Buffer& out) {
 
 }  // namespace
 
-bool show_needs_snapshot(protocol::ShowItem item) {
-  return item != protocol::ShowItem::Version && item != protocol::ShowItem::Help;
+bool show_needs_snapshot(admin::ShowItem item) {
+  return item != admin::ShowItem::Version && item != admin::ShowItem::Help;
 }
 
-void render_show(protocol::ShowItem item, const Snapshot& snapshot, protocol::Buffer& out) {
+void render_show(admin::ShowItem item, const Snapshot& snapshot, protocol::Buffer& out) {
   switch (item) {
-    case pr::ShowItem::Bulkheads:
+    case admin::ShowItem::Bulkheads:
       return show_bulkheads(snapshot, out);
-    case pr::ShowItem::Pools:
+    case admin::ShowItem::Pools:
       return show_pools(snapshot, out);
-    case pr::ShowItem::Clients:
+    case admin::ShowItem::Clients:
       return show_clients(snapshot, out);
-    case pr::ShowItem::Servers:
+    case admin::ShowItem::Servers:
       return show_servers(snapshot, out);
-    case pr::ShowItem::Stats:
+    case admin::ShowItem::Stats:
       return show_stats(snapshot, out);
-    case pr::ShowItem::Config:
+    case admin::ShowItem::Config:
       return show_config(snapshot, out);
-    case pr::ShowItem::Databases:
+    case admin::ShowItem::Databases:
       return show_databases(snapshot, out);
-    case pr::ShowItem::Lists:
+    case admin::ShowItem::Lists:
       return show_lists(snapshot, out);
-    case pr::ShowItem::Version:
+    case admin::ShowItem::Version:
       return show_version(out);
-    case pr::ShowItem::Help:
+    case admin::ShowItem::Help:
       return show_help(out);
   }
 }

@@ -6,18 +6,18 @@
 // Pure; any thread.
 #pragma once
 
-#include "protocol/admin_command.hpp"
 #include "protocol/builders.hpp"
+#include "src/admin/admin_command.hpp"
 #include "src/snapshot.hpp"
 
 namespace sluice {
 
 // False for the items that do not read the pooler's state (VERSION, HELP).
-bool show_needs_snapshot(protocol::ShowItem item);
+bool show_needs_snapshot(admin::ShowItem item);
 
 // Appends the result set of SHOW `item` to `out`. `snapshot` was taken with clients when `item` is
 // CLIENTS; it is not read when show_needs_snapshot(item) is false. A snapshot without a config
 // (null) renders no config rows.
-void render_show(protocol::ShowItem item, const Snapshot& snapshot, protocol::Buffer& out);
+void render_show(admin::ShowItem item, const Snapshot& snapshot, protocol::Buffer& out);
 
 }  // namespace sluice

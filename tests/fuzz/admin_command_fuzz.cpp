@@ -4,7 +4,7 @@
 // command written back in canonical form parses to the same value.
 #include "tests/fuzz/fuzz_support.hpp"
 
-#include "protocol/admin_command.hpp"
+#include "src/admin/admin_command.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -15,6 +15,8 @@
 
 namespace sluice::protocol::fuzz {
 namespace {
+
+using namespace sluice::admin;
 
 std::string quoted(std::string_view s, char q) {
   std::string out(1, q);
@@ -83,6 +85,7 @@ void check_statement(std::string_view text) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace sluice::protocol;
+  using namespace sluice::admin;
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   const StatementSplit split = split_statements(input);
   SLUICE_FUZZ_CHECK(split.statements.size() <= kMaxAdminStatements);

@@ -1,10 +1,10 @@
 // The admin console without a running pooler: execute_admin_query against a fake AdminActions and a
 // hand-built Snapshot, its answer decoded message by message; then serve_admin over a socketpair.
 #include "config/keys.hpp"
-#include "protocol/admin_command.hpp"
 #include "protocol/builders.hpp"
 #include "protocol/framing.hpp"
 #include "protocol/messages.hpp"
+#include "src/admin/admin_command.hpp"
 #include "src/admin/admin_session.hpp"
 #include "src/admin/console.hpp"
 #include "src/asio_prelude.hpp"  // before any other Asio use
@@ -387,8 +387,9 @@ constexpr std::uint32_t kBool = pr::kOidBool;
 // ---- SHOW -----------------------------------------------------------------------------------
 
 TEST_CASE("every SHOW item is one well-formed result set of typed text values", "[admin]") {
-  const pr::ShowItem item = GENERATE(from_range(pr::show_items().begin(), pr::show_items().end()));
-  const std::string sql = "SHOW " + std::string(pr::to_string(item));
+  const admin::ShowItem item =
+      GENERATE(from_range(admin::show_items().begin(), admin::show_items().end()));
+  const std::string sql = "SHOW " + std::string(admin::to_string(item));
   CAPTURE(sql);
   const ResultSet rs = single_result(run(sql, AdminRole::Stats));
   REQUIRE_FALSE(rs.columns.empty());
@@ -602,8 +603,9 @@ TEST_CASE("SHOW CONFIG lists every key with its value, default and reloadability
 }
 
 TEST_CASE("no SHOW item prints a database password, not even to a stats user", "[admin]") {
-  const pr::ShowItem item = GENERATE(from_range(pr::show_items().begin(), pr::show_items().end()));
-  const std::string sql = "SHOW " + std::string(pr::to_string(item));
+  const admin::ShowItem item =
+      GENERATE(from_range(admin::show_items().begin(), admin::show_items().end()));
+  const std::string sql = "SHOW " + std::string(admin::to_string(item));
   CAPTURE(sql);
   const ResultSet rs = single_result(run(sql, AdminRole::Stats));
   for (const auto& row : rs.rows) {
@@ -741,7 +743,7 @@ TEST_CASE("an empty query gets EmptyQueryResponse", "[admin]") {
 TEST_CASE("too many statements in one query are refused before any runs", "[admin]") {
   FakeActions fake;
   std::string sql;
-  for (std::size_t i = 0; i <= pr::kMaxAdminStatements; ++i) sql += "RELOAD;";
+  for (std::size_t i = 0; i <= admin::kMaxAdminStatements; ++i) sql += "RELOAD;";
   CHECK(single_error(run(sql, AdminRole::Admin, fake)).sqlstate == "54000");
   CHECK(fake.calls.empty());
 }

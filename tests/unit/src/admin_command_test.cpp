@@ -1,4 +1,4 @@
-#include "protocol/admin_command.hpp"
+#include "src/admin/admin_command.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -12,7 +12,7 @@
 #include <tuple>
 #include <vector>
 
-namespace sluice::protocol {
+namespace sluice::admin {
 namespace {
 
 using namespace std::string_view_literals;
@@ -65,7 +65,7 @@ SetBulkheadCommand set(std::string server, std::string bulkhead, std::string key
 
 // ---- commands -------------------------------------------------------------------------------
 
-TEST_CASE("every SHOW item parses, in any case, with blanks, comments and one ';'", "[protocol]") {
+TEST_CASE("every SHOW item parses, in any case, with blanks, comments and one ';'", "[admin]") {
   const ShowItem item = GENERATE(from_range(show_items().begin(), show_items().end()));
   const std::string word(to_string(item));
   std::string lower = word;
@@ -79,7 +79,7 @@ TEST_CASE("every SHOW item parses, in any case, with blanks, comments and one ';
   check_parses({text, ShowCommand{item}});
 }
 
-TEST_CASE("SET BULKHEAD takes a plain, qualified or quoted name and any value form", "[protocol]") {
+TEST_CASE("SET BULKHEAD takes a plain, qualified or quoted name and any value form", "[admin]") {
   check_parses(GENERATE(
       Parsed{"SET BULKHEAD batch max = 4", set("", "batch", "max", "4")},
       Parsed{"set bulkhead main.batch MAX_WAIT to 250ms",
@@ -104,7 +104,7 @@ TEST_CASE("SET BULKHEAD takes a plain, qualified or quoted name and any value fo
       Parsed{"  SET /* x */ BULKHEAD b -- y\n max\n=\n4 ;", set("", "b", "max", "4")}));
 }
 
-TEST_CASE("every settable bulkhead key is accepted and returned in lower case", "[protocol]") {
+TEST_CASE("every settable bulkhead key is accepted and returned in lower case", "[admin]") {
   const std::string_view key =
       GENERATE(from_range(bulkhead_setting_keys().begin(), bulkhead_setting_keys().end()));
   std::string upper(key);
@@ -116,8 +116,7 @@ TEST_CASE("every settable bulkhead key is accepted and returned in lower case", 
       {"SET BULKHEAD b " + std::string(key) + " TO 1", set("", "b", std::string(key), "1")});
 }
 
-TEST_CASE("RELOAD, PAUSE, RESUME, KILL_CLIENT and SHUTDOWN parse with their arguments",
-          "[protocol]") {
+TEST_CASE("RELOAD, PAUSE, RESUME, KILL_CLIENT and SHUTDOWN parse with their arguments", "[admin]") {
   check_parses(GENERATE(
       Parsed{"RELOAD", ReloadCommand{}}, Parsed{"reload;", ReloadCommand{}},
       Parsed{"PAUSE", PauseCommand{""}}, Parsed{"pause app", PauseCommand{"app"}},
@@ -131,7 +130,7 @@ TEST_CASE("RELOAD, PAUSE, RESUME, KILL_CLIENT and SHUTDOWN parse with their argu
       Parsed{"Shutdown Wait_For_Clients", ShutdownCommand{true}}));
 }
 
-TEST_CASE("only SHOW is read-only; tags and names follow the command", "[protocol]") {
+TEST_CASE("only SHOW is read-only; tags and names follow the command", "[admin]") {
   using Row = std::tuple<AdminCommand, bool, std::string_view, std::string_view>;
   const auto [command, read_only, tag, name] = GENERATE(
       Row{ShowCommand{ShowItem::Pools}, true, "SHOW", "SHOW"},
@@ -149,7 +148,7 @@ TEST_CASE("only SHOW is read-only; tags and names follow the command", "[protoco
 
 using Failed = std::tuple<std::string, Kind, std::string>;  // input, kind, part of the message
 
-TEST_CASE("malformed commands are errors that say what is wrong", "[protocol]") {
+TEST_CASE("malformed commands are errors that say what is wrong", "[admin]") {
   const auto [text, kind, part] = GENERATE(
       Failed{"FOO", Kind::UnknownCommand, "unknown command \"FOO\"; try SHOW HELP"},
       Failed{"SELECT 1", Kind::UnknownCommand, "unknown command \"SELECT\""},
@@ -212,7 +211,7 @@ TEST_CASE("malformed commands are errors that say what is wrong", "[protocol]") 
   CHECK(is_clean_message(e.message));
 }
 
-TEST_CASE("words quoted in error messages are cut short", "[protocol]") {
+TEST_CASE("words quoted in error messages are cut short", "[admin]") {
   const std::string huge(1 << 20, 'A');
   // A loop, not GENERATE: the generator would keep five 1 MB strings per run of the test case.
   for (const std::string& text : {huge, "SHOW " + huge, "SET BULKHEAD " + huge + ".b.c",
@@ -225,7 +224,7 @@ TEST_CASE("words quoted in error messages are cut short", "[protocol]") {
   }
 }
 
-TEST_CASE("huge inputs parse in one pass without blowing up", "[protocol]") {
+TEST_CASE("huge inputs parse in one pass without blowing up", "[admin]") {
   const std::string dots(1 << 20, '.');
   const std::string quoted = "'" + std::string(1 << 20, 'x') + "'";
   const std::string comments = [] {
@@ -247,7 +246,7 @@ TEST_CASE("huge inputs parse in one pass without blowing up", "[protocol]") {
 using Split = std::tuple<std::string, std::vector<std::string>>;
 
 TEST_CASE("statements split at ';' outside quotes and comments; blank ones are dropped",
-          "[protocol]") {
+          "[admin]") {
   const auto [text, expected] = GENERATE(
       Split{"", {}}, Split{"  ;; ; \n", {}}, Split{"/* ; */ -- ;\n ;", {}},
       Split{"SHOW POOLS", {"SHOW POOLS"}}, Split{"SHOW POOLS;", {"SHOW POOLS"}},
@@ -268,7 +267,7 @@ TEST_CASE("statements split at ';' outside quotes and comments; blank ones are d
   CHECK(std::vector<std::string>(s.statements.begin(), s.statements.end()) == expected);
 }
 
-TEST_CASE("more than kMaxAdminStatements statements are flagged, not all listed", "[protocol]") {
+TEST_CASE("more than kMaxAdminStatements statements are flagged, not all listed", "[admin]") {
   std::string at_limit;
   for (std::size_t i = 0; i < kMaxAdminStatements; ++i) at_limit += "RELOAD;";
   const StatementSplit ok = split_statements(at_limit + " ; -- nothing more");
@@ -309,7 +308,7 @@ void check_any_input(std::string_view text) {
   }
 }
 
-TEST_CASE("every single byte value, alone and inside a command, is handled", "[protocol]") {
+TEST_CASE("every single byte value, alone and inside a command, is handled", "[admin]") {
   const int b = GENERATE(range(0, 256));
   const char c = static_cast<char>(b);
   CAPTURE(b);
@@ -324,7 +323,7 @@ TEST_CASE("every single byte value, alone and inside a command, is handled", "[p
   }
 }
 
-TEST_CASE("random junk built from the syntax's own pieces is handled", "[protocol]") {
+TEST_CASE("random junk built from the syntax's own pieces is handled", "[admin]") {
   static constexpr std::string_view kPieces[] = {
       "SHOW",        "SET",        "BULKHEAD",
       "RELOAD",      "PAUSE",      "RESUME",
@@ -356,4 +355,4 @@ TEST_CASE("random junk built from the syntax's own pieces is handled", "[protoco
 }
 
 }  // namespace
-}  // namespace sluice::protocol
+}  // namespace sluice::admin

@@ -1,4 +1,4 @@
-#include "protocol/admin_command.hpp"
+#include "src/admin/admin_command.hpp"
 
 #include "protocol/text.hpp"
 
@@ -7,8 +7,10 @@
 #include <optional>
 #include <utility>
 
-namespace sluice::protocol {
+namespace sluice::admin {
 namespace {
+
+using protocol::iequals;
 
 constexpr std::array kShowItems = {
     ShowItem::Bulkheads, ShowItem::Pools,     ShowItem::Clients, ShowItem::Servers, ShowItem::Stats,
@@ -502,4 +504,4 @@ StatementSplit split_statements(std::string_view sql) {
   return out;
 }
 
-}  // namespace sluice::protocol
+}  // namespace sluice::admin

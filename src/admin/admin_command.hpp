@@ -28,7 +28,7 @@
 #include <variant>
 #include <vector>
 
-namespace sluice::protocol {
+namespace sluice::admin {
 
 enum class ShowItem {
   Bulkheads,
@@ -125,4 +125,4 @@ struct StatementSplit {
 };
 StatementSplit split_statements(std::string_view sql);
 
-}  // namespace sluice::protocol
+}  // namespace sluice::admin
