@@ -12,6 +12,7 @@
 #include "src/log.hpp"
 #include "src/pool_manager.hpp"
 #include "src/server_state.hpp"
+#include "src/task_failure.hpp"
 
 #include <algorithm>
 #include <tuple>
@@ -72,9 +73,7 @@ Clock::time_point PoolManager::probe_servers(const asio::any_io_executor& ex,
     log::pool().info("breaker_probe server={} db={}", st.pool->server->cfg.name,
                      st.pool->db.dbname);
     asio::co_spawn(ex, warm_up(*st.pool, st.backend, max_message_size, st.probe),
-                   [](std::exception_ptr e) {
-                     if (e) log::pool().error("breaker_probe_failed reason=exception");
-                   });
+                   on_task_exit(Task::BreakerProbe));
   }
   return wake;
 }

@@ -4,6 +4,7 @@
 #include "protocol/framing.hpp"
 #include "src/log.hpp"
 #include "src/peer_address.hpp"
+#include "src/task_failure.hpp"
 
 #include <algorithm>
 #include <array>
@@ -148,7 +149,7 @@ void ConnectionGate::refuse(Socket socket, Verdict verdict, std::string peer) {
   }
   const auto ex = socket.get_executor();
   asio::co_spawn(ex, refuse_after_first_packet(std::move(socket), verdict, std::move(peer)),
-                 asio::detached);
+                 on_task_exit(Task::ConnectionRefusal));
 }
 
 namespace {

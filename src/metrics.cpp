@@ -60,6 +60,36 @@ const char* to_string(CancelOutcome o) {
   return "unknown_key";
 }
 
+const char* to_string(Task t) {
+  switch (t) {
+    case Task::AcceptLoop:
+      return "accept_loop";
+    case Task::MaintenanceLoop:
+      return "maintenance_loop";
+    case Task::ProbeLoop:
+      return "probe_loop";
+    case Task::ClientSession:
+      return "client_session";
+    case Task::HttpAcceptLoop:
+      return "http_accept_loop";
+    case Task::HttpConnection:
+      return "http_connection";
+    case Task::WarmUp:
+      return "warm_up";
+    case Task::BreakerProbe:
+      return "breaker_probe";
+    case Task::CancelRequest:
+      return "cancel_request";
+    case Task::TlsBridge:
+      return "tls_bridge";
+    case Task::TlsBridgeReader:
+      return "tls_bridge_reader";
+    case Task::ConnectionRefusal:
+      return "connection_refusal";
+  }
+  return "client_session";
+}
+
 const std::vector<double>& duration_buckets() {
   static const std::vector<double> buckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                            0.25,   0.5,   1,      2.5,   5,    10,    30};
@@ -152,7 +182,10 @@ Metrics::Metrics(const config::Config& cfg) : registry_(std::make_shared<prometh
   process_->bytes_received.counter = &add_counter(MetricId::ClientBytesReceived, {});
   process_->bytes_sent.counter = &add_counter(MetricId::ClientBytesSent, {});
   process_->protocol_errors.counter = &add_counter(MetricId::ProtocolErrors, {});
-  escaped_exceptions_ = &add_counter(MetricId::EscapedExceptions, {});
+  for (std::size_t i = 0; i < kTaskCount; ++i) {
+    escaped_exceptions_[i] =
+        &add_counter(MetricId::EscapedExceptions, {to_string(static_cast<Task>(i))});
+  }
   for (std::size_t i = 0; i < kCancelOutcomeCount; ++i) {
     cancel_requests_[i] =
         &add_counter(MetricId::CancelRequests, {to_string(static_cast<CancelOutcome>(i))});
@@ -266,7 +299,9 @@ ServerSeries* Metrics::server_series(const std::string& server) {
   return &server_entry(server).events;
 }
 
-void Metrics::count_escaped_exception() { escaped_exceptions_->Increment(); }
+void Metrics::count_task_failure(Task task) {
+  escaped_exceptions_[static_cast<std::size_t>(task)]->Increment();
+}
 
 void Metrics::count_cancel_request(CancelOutcome outcome) {
   cancel_requests_[static_cast<std::size_t>(outcome)]->Increment();

@@ -79,7 +79,7 @@ enum class MetricId : std::size_t {
   ClientBytesReceived,
   ClientBytesSent,
   ProtocolErrors,
-  EscapedExceptions,
+  EscapedExceptions,         // {task}
   CancelRequests,            // {outcome}
   ClientConnectionsRefused,  // {limit}
   BuildInfo,                 // {version}
@@ -248,8 +248,8 @@ inline constexpr std::array<MetricSpec, kMetricCount> kMetrics{{
     {MetricId::EscapedExceptions,
      "sluice_escaped_exceptions_total",
      MetricKind::Counter,
-     {},
-     "Exceptions that escaped a coroutine (bugs or resource exhaustion)."},
+     {"task"},
+     "Exceptions that escaped a coroutine (bugs or resource exhaustion), by task."},
     {MetricId::CancelRequests,
      "sluice_cancel_requests_total",
      MetricKind::Counter,
@@ -293,6 +293,28 @@ enum class ConnectionLimit {
 inline constexpr std::size_t kConnectionLimitCount = 3;
 // Exactly: max_client_conn, max_peer_logins, login_peer_rate.
 const char* to_string(ConnectionLimit l);
+
+// A coroutine started with asio::co_spawn (label `task` of sluice_escaped_exceptions_total;
+// src/task_failure.hpp reports the exception that ended one).
+enum class Task {
+  AcceptLoop,         // a listener's accept loop
+  MaintenanceLoop,    // the once-a-second upkeep
+  ProbeLoop,          // the circuit breaker's background prober
+  ClientSession,      // a client session (login, relay, admin console)
+  HttpAcceptLoop,     // the metrics_listen accept loop
+  HttpConnection,     // one HTTP connection on metrics_listen
+  WarmUp,             // a connection opened for min_pool_size
+  BreakerProbe,       // a connection opened as the circuit breaker's probe
+  CancelRequest,      // a CancelRequest Sluice sends for a statement or a departed client
+  TlsBridge,          // a TLS client's handshake and its copy towards the client
+  TlsBridgeReader,    // a TLS client's copy towards the session
+  ConnectionRefusal,  // the 53300 answer to a connection refused before login
+};
+inline constexpr std::size_t kTaskCount = 12;
+// Exactly: accept_loop, maintenance_loop, probe_loop, client_session, http_accept_loop,
+// http_connection, warm_up, breaker_probe, cancel_request, tls_bridge, tls_bridge_reader,
+// connection_refusal.
+const char* to_string(Task t);
 
 // Bucket boundaries of every duration histogram, in seconds.
 const std::vector<double>& duration_buckets();
@@ -341,7 +363,8 @@ class Metrics {
   BulkheadSeries* bulkhead_series(const std::string& server, const std::string& name);
   ServerSeries* server_series(const std::string& server);
 
-  void count_escaped_exception();
+  // One coroutine of `task` ended by an exception (report_task_failure). Lock-free; any thread.
+  void count_task_failure(Task task);
   // One CancelRequest and what became of it. Lock-free; any thread.
   void count_cancel_request(CancelOutcome outcome);
   // One client connection refused before authentication. Lock-free; any thread.
@@ -386,8 +409,8 @@ class Metrics {
   std::map<std::string, std::unique_ptr<ServerEntry>> servers_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<BulkheadEntry>> bulkheads_;
   std::unique_ptr<ProcessEntry> process_;
-  std::uint64_t generation_ = 0;  // update() calls so far
-  prometheus::Counter* escaped_exceptions_ = nullptr;
+  std::uint64_t generation_ = 0;                                       // update() calls so far
+  std::array<prometheus::Counter*, kTaskCount> escaped_exceptions_{};  // by Task
   std::array<prometheus::Counter*, kCancelOutcomeCount> cancel_requests_{};  // by CancelOutcome
   std::array<prometheus::Counter*, kConnectionLimitCount> connections_refused_{};  // by limit
 };

@@ -3,6 +3,7 @@
 #include "src/bulkhead_classifier.hpp"
 #include "src/log.hpp"
 #include "src/server_state.hpp"
+#include "src/task_failure.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -548,9 +549,7 @@ void PoolManager::maintain(const asio::any_io_executor& ex, std::uint32_t max_me
     b->close();
   }
   for (auto& [pool, id] : warm) {
-    asio::co_spawn(ex, warm_up(*pool, id, max_message_size), [](std::exception_ptr e) {
-      if (e) log::pool().error("warm_up_failed reason=exception");
-    });
+    asio::co_spawn(ex, warm_up(*pool, id, max_message_size), on_task_exit(Task::WarmUp));
   }
 }
 

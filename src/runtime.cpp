@@ -4,6 +4,7 @@
 #include "src/client_session.hpp"
 #include "src/http/routes.hpp"
 #include "src/log.hpp"
+#include "src/task_failure.hpp"
 
 #include <csignal>
 #include <filesystem>
@@ -12,23 +13,6 @@
 
 namespace sluice {
 namespace {
-
-// Completion handler for every detached coroutine: 1.74's `detached` would drop the exception.
-// Counted in sluice_escaped_exceptions_total once the metrics exist.
-Metrics* g_metrics = nullptr;
-auto log_exception(const char* where) {
-  return [where](std::exception_ptr e) {
-    if (!e) return;
-    if (g_metrics != nullptr) g_metrics->count_escaped_exception();
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      log::main().error("escaped_exception where={} what=\"{}\"", where, log::escaped(ex.what()));
-    } catch (...) {
-      log::main().error("escaped_exception where={} what=unknown", where);
-    }
-  };
-}
 
 std::shared_ptr<Acceptor> bind_listener(asio::io_context& ctx, const config::ListenAddress& a) {
   Endpoint ep;
@@ -72,7 +56,7 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::shared_ptr<cons
       pools_(std::make_unique<PoolManager>(*config_)) {
   publish_config(config_);  // config() readers may cache it from now on
   pools_->set_metrics(*metrics_);
-  g_metrics = metrics_.get();
+  set_task_failure_metrics(metrics_.get());
   std::size_t threads = config_->threads;
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   for (std::size_t i = 0; i < threads; ++i) {
@@ -81,7 +65,7 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::shared_ptr<cons
   gate_ = std::make_unique<ConnectionGate>(contexts_[0]->get_executor(), *metrics_);
 }
 
-Runtime::~Runtime() = default;
+Runtime::~Runtime() { set_task_failure_metrics(nullptr); }
 
 int Runtime::run() {
   asio::io_context& main_ctx = *contexts_[0];
@@ -99,10 +83,10 @@ int Runtime::run() {
     log::main().info("metrics_listening address={}", config_->metrics_listen->to_string());
   }
   for (auto& acceptor : acceptors_) {
-    asio::co_spawn(main_ctx, accept_loop(acceptor), log_exception("accept_loop"));
+    asio::co_spawn(main_ctx, accept_loop(acceptor), on_task_exit(Task::AcceptLoop));
   }
-  asio::co_spawn(main_ctx, maintenance_loop(), log_exception("maintenance_loop"));
-  asio::co_spawn(main_ctx, probe_loop(), log_exception("probe_loop"));
+  asio::co_spawn(main_ctx, maintenance_loop(), on_task_exit(Task::MaintenanceLoop));
+  asio::co_spawn(main_ctx, probe_loop(), on_task_exit(Task::ProbeLoop));
 
   signals_ = std::make_unique<asio::signal_set>(main_ctx, SIGINT, SIGTERM, SIGHUP);
   wait_for_signal();
@@ -157,9 +141,9 @@ awaitable<void> Runtime::accept_loop(std::shared_ptr<Acceptor> acceptor) {
     auto session = std::make_shared<ClientSession>(*this, std::move(socket), std::move(peer),
                                                    std::move(ticket));
     // The completion handler holds the session while run() runs (no wrapping coroutine frame).
-    asio::co_spawn(
-        target, session->run(),
-        [session, log = log_exception("client_session")](std::exception_ptr e) { log(e); });
+    asio::co_spawn(target, session->run(), [session](std::exception_ptr e) {
+      report_task_failure(Task::ClientSession, e);
+    });
   }
 }
 

@@ -11,6 +11,7 @@
 #include "src/client_session.hpp"
 #include "src/log.hpp"
 #include "src/runtime.hpp"
+#include "src/task_failure.hpp"
 
 #include <algorithm>
 #include <array>
@@ -439,7 +440,7 @@ void ClientSession::on_statement_timer() {
       auto ex = client_.get_executor();
       asio::co_spawn(ex,
                      send_cancel_request(ex, *backend_->remote, backend_->pid, backend_->secret),
-                     [](std::exception_ptr) {});
+                     on_task_exit(Task::CancelRequest));
     }
     arm_statement_timer(now + std::max(statement_grace_, std::chrono::milliseconds(100)));
     return;
@@ -1075,14 +1076,7 @@ void ClientSession::sweep_idle(std::shared_ptr<asio::steady_timer> timer) {
 
 // An exception escaped the relay: the session is over (what it holds is released with it).
 void ClientSession::relay_failed(std::exception_ptr e) {
-  rt_.metrics().count_escaped_exception();
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    log::main().error("escaped_exception where=client_session what=\"{}\"", ex.what());
-  } catch (...) {
-    log::main().error("escaped_exception where=client_session what=unknown");
-  }
+  report_task_failure(Task::ClientSession, e);
   error_code ignored;
   client_.close(ignored);
 }
@@ -1370,7 +1364,7 @@ awaitable<void> ClientSession::cleanup() {
       // nobody (closing the socket alone is noticed only when the server next writes).
       asio::co_spawn(ex,
                      send_cancel_request(ex, *backend_->remote, backend_->pid, backend_->secret),
-                     [](std::exception_ptr) {});
+                     on_task_exit(Task::CancelRequest));
     }
     backend_->buf.release_memory();
     rt_.pools().checkin(*pool_, std::move(backend_), reusable, lease_,

@@ -1,6 +1,7 @@
 #include "src/tls.hpp"
 
 #include "src/log.hpp"
+#include "src/task_failure.hpp"
 
 #include <openssl/ssl.h>
 
@@ -83,7 +84,9 @@ void TlsBridge::start(Socket& client, std::shared_ptr<asio::ssl::context> ctx,
                                             std::move(peer));
   client = std::move(outer);
   asio::co_spawn(ex, bridge->run(handshake_timeout), [bridge](std::exception_ptr e) {
-    if (e) bridge->close();
+    if (!e) return;
+    report_task_failure(Task::TlsBridge, e);
+    bridge->close();
   });
 }
 
@@ -126,7 +129,9 @@ awaitable<void> TlsBridge::run(std::chrono::milliseconds handshake_timeout) {
   asio::co_spawn(inner_.get_executor(), to_session(), [self](std::exception_ptr e) {
     self->reading_ = false;
     self->reader_done_.cancel();
-    if (e) self->close();
+    if (!e) return;
+    report_task_failure(Task::TlsBridgeReader, e);
+    self->close();
   });
   co_await to_client();
 }

@@ -2,6 +2,7 @@
 
 #include "protocol/text.hpp"
 #include "src/log.hpp"
+#include "src/task_failure.hpp"
 #include "src/wire.hpp"
 
 #include <algorithm>
@@ -135,17 +136,6 @@ std::optional<std::size_t> find_head_end(std::string_view data) {
     if (i + 2 < data.size() && data[i + 1] == '\r' && data[i + 2] == '\n') return i;
   }
   return std::nullopt;
-}
-
-auto log_exception(const char* where) {
-  return [where](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      log::main().error("escaped_exception where={} what=\"{}\"", where, ex.what());
-    }
-  };
 }
 
 }  // namespace
@@ -339,7 +329,7 @@ awaitable<void> accept_loop(std::shared_ptr<detail::ServerState> state) {
     }
     ++state->live;
     asio::co_spawn(state->acceptor.get_executor(), serve_connection(state, std::move(socket)),
-                   log_exception("http_connection"));
+                   on_task_exit(Task::HttpConnection));
   }
 }
 
@@ -376,7 +366,7 @@ void HttpServer::start() {
     throw std::system_error(ec, where);
   }
   state_->stopped = false;
-  asio::co_spawn(ctx_, accept_loop(state_), log_exception("http_accept_loop"));
+  asio::co_spawn(ctx_, accept_loop(state_), on_task_exit(Task::HttpAcceptLoop));
 }
 
 void HttpServer::stop() {

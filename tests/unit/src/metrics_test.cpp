@@ -1,14 +1,19 @@
 // Metrics: every series the config implies exists at zero, update() follows a snapshot's
 // cumulative counters by deltas and never goes backwards, and render() is well-formed text
-// exposition 0.0.4.
+// exposition 0.0.4. report_task_failure counts into the registered Metrics.
 #include "src/metrics.hpp"
+
+#include "src/task_failure.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
+#include <exception>
 #include <map>
+#include <new>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -257,7 +262,7 @@ TEST_CASE("Event handles are resolved once and feed their series", "[metrics]") 
   r->count_statement_cancel();
   r->count_statement_cancel();
   m.server_series("main")->observe_connect(15ms);
-  m.count_escaped_exception();
+  m.count_task_failure(sluice::Task::WarmUp);
 
   auto s = parse_exposition(m.render());
   CHECK(s.at(bh("sluice_queue_wait_seconds_count", "main", "batch")) == 1);
@@ -272,7 +277,35 @@ TEST_CASE("Event handles are resolved once and feed their series", "[metrics]") 
   CHECK(s.at(bh("sluice_statement_cancels_total", "replica", "reports")) == 2);
   CHECK(s.at(bh("sluice_queue_waiters", "replica", "reports")) == 0);
   CHECK(s.at("sluice_backend_connect_duration_seconds_count{server=\"main\"}") == 1);
-  CHECK(s.at("sluice_escaped_exceptions_total") == 1);
+  CHECK(s.at("sluice_escaped_exceptions_total{task=\"warm_up\"}") == 1);
+  CHECK(s.at("sluice_escaped_exceptions_total{task=\"accept_loop\"}") == 0);
+}
+
+TEST_CASE("A task ended by an exception is counted by task; one that returned is not",
+          "[metrics]") {
+  using sluice::Task;
+  Metrics m(two_server_config());
+  const auto count = [&m](const char* task) {
+    return parse_exposition(m.render())
+        .at("sluice_escaped_exceptions_total{task=\"" + std::string(task) + "\"}");
+  };
+  for (std::size_t i = 0; i < sluice::kTaskCount; ++i) {
+    CHECK(count(sluice::to_string(static_cast<Task>(i))) == 0);  // every task from zero
+  }
+  sluice::set_task_failure_metrics(&m);
+  sluice::report_task_failure(Task::CancelRequest,
+                              std::make_exception_ptr(std::runtime_error("no route\nto host")));
+  sluice::report_task_failure(Task::CancelRequest, std::make_exception_ptr(42));  // not std::
+  sluice::report_task_failure(Task::TlsBridge, nullptr);  // the coroutine returned
+  sluice::on_task_exit(Task::HttpConnection)(std::make_exception_ptr(std::bad_alloc()));
+  sluice::on_task_exit(Task::HttpAcceptLoop)(nullptr);
+  sluice::set_task_failure_metrics(nullptr);
+  sluice::report_task_failure(Task::CancelRequest,  // after the Metrics were unregistered
+                              std::make_exception_ptr(std::runtime_error("late")));
+  CHECK(count("cancel_request") == 2);
+  CHECK(count("tls_bridge") == 0);
+  CHECK(count("http_connection") == 1);
+  CHECK(count("http_accept_loop") == 0);
 }
 
 TEST_CASE("Cancel requests are counted by outcome, every outcome from zero", "[metrics]") {
