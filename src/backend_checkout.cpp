@@ -16,6 +16,7 @@
 #include "src/log.hpp"
 #include "src/pool_manager.hpp"
 #include "src/server_state.hpp"
+#include "src/task_failure.hpp"
 
 #include <memory>
 #include <optional>
@@ -124,9 +125,7 @@ awaitable<PoolManager::CheckoutResult> PoolManager::checkout(Pool& pool, const C
     asio::co_spawn(ex,
                    connect_apart(pool, b, pending, std::move(server_cfg), std::move(creds), startup,
                                  max_message_size),
-                   [](std::exception_ptr e) {
-                     if (e) log::pool().error("backend_connect_failed reason=exception");
-                   });
+                   on_task_exit(Task::BackendConnect));
     error_code ec;
     co_await pending->timer.async_wait(ec_token(ec));
     std::lock_guard lock(mu_);

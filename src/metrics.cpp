@@ -86,6 +86,8 @@ const char* to_string(Task t) {
       return "tls_bridge_reader";
     case Task::ConnectionRefusal:
       return "connection_refusal";
+    case Task::BackendConnect:
+      return "backend_connect";
   }
   return "client_session";
 }

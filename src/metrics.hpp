@@ -309,11 +309,12 @@ enum class Task {
   TlsBridge,          // a TLS client's handshake and its copy towards the client
   TlsBridgeReader,    // a TLS client's copy towards the session
   ConnectionRefusal,  // the 53300 answer to a connection refused before login
+  BackendConnect,     // a client's backend connect run apart from it (it may stop waiting)
 };
-inline constexpr std::size_t kTaskCount = 12;
+inline constexpr std::size_t kTaskCount = 13;
 // Exactly: accept_loop, maintenance_loop, probe_loop, client_session, http_accept_loop,
 // http_connection, warm_up, breaker_probe, cancel_request, tls_bridge, tls_bridge_reader,
-// connection_refusal.
+// connection_refusal, backend_connect.
 const char* to_string(Task t);
 
 // Bucket boundaries of every duration histogram, in seconds.
