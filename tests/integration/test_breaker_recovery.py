@@ -17,6 +17,7 @@ import pytest
 
 import pgcluster
 import pgwire
+from concurrency import wait_for
 from phased_server import PhasedServer
 
 pytestmark = pytest.mark.targets("sluice")
@@ -69,15 +70,6 @@ class Arrivals:
         deadline = time.monotonic() + 2 * CLIENT_TIMEOUT + 5
         for t in self._threads:
             t.join(timeout=max(0.1, deadline - time.monotonic()))
-
-
-def wait_for(predicate, timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def start_flaky(start_sluice, fake: PhasedServer):

@@ -21,6 +21,7 @@ import pytest
 import pgcluster
 import pgwire
 from admin_console import USERS, Admin
+from concurrency import wait_for
 from phased_server import PhasedServer
 
 pytestmark = [pytest.mark.targets("sluice"), pytest.mark.sluice_threads(2)]
@@ -46,15 +47,6 @@ def client(sluice) -> pgwire.WireClient:
                           pgcluster.PgCluster.ALICE_PASSWORD, timeout=30)
 
 
-def wait_for(predicate, timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
-
-
 def bulkhead_row(admin: Admin) -> dict:
     return next(r for r in admin.table("SHOW BULKHEADS")
                 if r["server"] == "slow" and r["name"] == "default")
@@ -73,6 +65,20 @@ def timed_query(c: pgwire.WireClient, results: list, lock: threading.Lock) -> No
         outcome = e
     with lock:
         results.append((time.monotonic() - start, outcome))
+
+
+def timed_queries(clients: list) -> list:
+    """Each client's SELECT 1 at once, in threads: (seconds taken, ServerError or None) each."""
+    results: list = []
+    lock = threading.Lock()
+    threads = [threading.Thread(target=timed_query, args=(c, results, lock), daemon=True)
+               for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=40)
+    assert len(results) == len(clients), results
+    return results
 
 
 def assert_refused_at_max_wait(elapsed: float, error) -> None:
@@ -140,15 +146,7 @@ def test_clients_behind_a_connect_that_fills_max_connect_attempts_are_refused_at
         clients = [client(sluice) for _ in range(2)]
         refused_before = int(bulkhead_row(admin)["refused_max_wait"])
 
-        results: list = []
-        lock = threading.Lock()
-        threads = [threading.Thread(target=timed_query, args=(c, results, lock), daemon=True)
-                   for c in clients]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=40)
-        assert len(results) == 2, results
+        results = timed_queries(clients)
         for elapsed, error in results:
             assert_refused_at_max_wait(elapsed, error)
         assert int(bulkhead_row(admin)["refused_max_wait"]) == refused_before + 2
@@ -174,15 +172,7 @@ def test_a_client_behind_a_running_connect_is_served_when_it_ends(start_sluice, 
         fake.phase = "slow"
         clients = [client(sluice) for _ in range(2)]
 
-        results: list = []
-        lock = threading.Lock()
-        threads = [threading.Thread(target=timed_query, args=(c, results, lock), daemon=True)
-                   for c in clients]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=40)
-        assert len(results) == 2, results
+        results = timed_queries(clients)
         assert [error for _, error in results] == [None, None], results
         assert max(elapsed for elapsed, _ in results) < 2 * delay + 3, results
         holder.query("COMMIT")

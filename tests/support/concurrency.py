@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 
 def run_threads(targets, timeout=60):
@@ -25,3 +26,14 @@ def run_threads(targets, timeout=60):
     stuck = sum(t.is_alive() for t in threads)
     assert stuck == 0, f"{stuck} threads still running after {timeout}s (errors so far: {errors})"
     return errors
+
+
+def wait_for(predicate, timeout: float, step: float = 0.05) -> bool:
+    """Polls `predicate` every `step` seconds until it holds or `timeout` seconds pass; returns
+    whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
