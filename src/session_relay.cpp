@@ -686,11 +686,12 @@ bool ClientSession::forward_backend_batch() {
     if (step.kind == pr::ScanStep::Kind::Message) {
       pr::ByteView msg = view.subspan(fwd, step.n);
       const char type = step.frame.type;
-      if (type == pr::be::kReadyForQuery && tx_mode_ && edits_.next_ready_is_private()) {
-        // It answers a Sync of Sluice's own (dropped by the response edits below).
+      if (type == pr::be::kReadyForQuery) {
         b.tx = pr::read_ready_for_query(msg).value_or(pr::TxStatus::Failed);
-      } else if (type == pr::be::kReadyForQuery) {
-        b.tx = pr::read_ready_for_query(msg).value_or(pr::TxStatus::Failed);
+      }
+      // A ReadyForQuery that answers a Sync of Sluice's own (dropped by the response edits below)
+      // ends none of the client's statements.
+      if (type == pr::be::kReadyForQuery && !(tx_mode_ && edits_.next_ready_is_private())) {
         const auto now = std::chrono::steady_clock::now();
         const auto took = now - statement_started_;
         pool_->traffic.queries.fetch_add(1, std::memory_order_relaxed);
